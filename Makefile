@@ -1,0 +1,61 @@
+# metergw: the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PKGS := protocols drivers gateway simulator
+
+.PHONY: demo test lint fmt bench venv system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the integration tests drive for real; installed only where
+# they are missing and we are root (a developer without root gets a skip with
+# the reason, CI as root gets the real servers).
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else \
+	    echo "not root: missing$$missing; their integration tests will be skipped"; \
+	  fi; \
+	fi
+
+demo: $(STAMP)
+	$(PY) -m gateway.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(PKGS) tests bench
+	$(VENV)/bin/ruff format --check $(PKGS) tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix $(PKGS) tests bench
+	$(VENV)/bin/ruff format $(PKGS) tests bench
+
+test: $(STAMP) system-deps lint
+	$(PY) -m pytest
+
+bench: $(STAMP) system-deps
+	@for b in bench/*.py; do \
+	  case $$b in */__init__.py|*/_*.py) continue;; esac; \
+	  echo "== $$b"; $(PY) $$b || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var

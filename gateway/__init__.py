@@ -1,0 +1,1 @@
+"""The metergw daemon: config, polling, validation, buffer, forwarding, status."""

@@ -1,0 +1,50 @@
+"""The ``metergw`` command line.
+
+Subcommands live in their own modules, listed in one explicit table. Each
+module has ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; heavy
+imports stay inside ``run`` so that ``metergw --help`` is quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+COMMANDS: dict[str, str] = {
+    "check-config": "gateway.cli.check_config",
+}
+
+
+def _load(module: str) -> ModuleType:
+    return importlib.import_module(module)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metergw",
+        description="metergw: meter gateway for DL/T 645, Modbus and MQTT concentrators",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        mod = _load(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``metergw`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args._run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Southbound sections: buses, the meters on them, and poll groups."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from gateway.config.base import Duration, Section
+
+Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
+_ADDRESS = re.compile(r"^[0-9]{12}$")
+
+
+class SerialLink(Section):
+    """A serial port. Prefer stable ``/dev/serial/by-id/...`` names."""
+
+    port: str
+    baud: int = Field(default=2400, gt=0)
+    parity: Literal["N", "E", "O"] = "E"
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+
+
+class TcpLink(Section):
+    """A TCP endpoint: a Modbus TCP device or a transparent serial server (DTU)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    connect_timeout: Duration = 3.0
+
+
+class MeterConfig(Section):
+    """A meter on a bus."""
+
+    name: str | None = None
+    """Meter id used in readings; defaults to the address (or ``unit-N`` for Modbus)."""
+    address: str | None = None
+    """DL/T 645: the 12-digit meter address, as printed on the nameplate."""
+    unit: int | None = Field(default=None, ge=0, le=247)
+    """Modbus: the unit (device) id."""
+    profile: str | None = None
+    """Modbus: the register-map profile name (``config/profiles/NAME.toml``) or path."""
+    poll: list[str] = Field(default_factory=list)
+    """Names of the poll groups this meter is read with."""
+    timezone: str | None = None
+    """Time zone of the meter's clock; defaults to ``gateway.timezone``."""
+
+    @model_validator(mode="after")
+    def _check_address(self) -> Self:
+        if self.address is not None and not _ADDRESS.match(self.address):
+            raise ValueError(f"address {self.address!r} must be 12 decimal digits")
+        return self
+
+    @property
+    def meter_id(self) -> str:
+        if self.name:
+            return self.name
+        if self.address is not None:
+            return self.address
+        return f"unit-{self.unit}"
+
+
+class BusConfig(Section):
+    """One bus: one serial line or one TCP connection, one transaction at a time."""
+
+    name: str
+    protocol: Protocol
+    serial: SerialLink | None = None
+    tcp: TcpLink | None = None
+    timeout: Duration = 0.5
+    """How long to wait for a meter's reply."""
+    retries: int = Field(default=1, ge=0, le=5)
+    inter_frame_delay: Duration = 0.0
+    """Silence kept between the end of a reply and the next request."""
+    suspect_after: int = Field(default=1, ge=1)
+    """Consecutive misses before a meter is suspect."""
+    offline_after: int = Field(default=3, ge=1)
+    """Consecutive misses before a meter is offline."""
+    offline_backoff_max: Duration = 300.0
+    """Longest pause between retries of an offline meter."""
+    meters: list[MeterConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_link(self) -> Self:
+        if (self.serial is None) == (self.tcp is None):
+            raise ValueError("a bus needs exactly one of 'serial' or 'tcp'")
+        if self.protocol == "modbus-tcp" and self.tcp is None:
+            raise ValueError("protocol 'modbus-tcp' needs a 'tcp' link")
+        if self.offline_after < self.suspect_after:
+            raise ValueError("offline_after must be >= suspect_after")
+        for i, m in enumerate(self.meters):
+            if self.protocol.startswith("dlt645") and m.address is None:
+                raise ValueError(f"meters[{i}]: a DL/T 645 meter needs an 'address'")
+            if self.protocol.startswith("modbus") and (m.unit is None or m.profile is None):
+                raise ValueError(f"meters[{i}]: a Modbus meter needs 'unit' and 'profile'")
+        return self
+
+
+class PollGroupConfig(Section):
+    """Quantities read together at one interval, aligned to the wall clock."""
+
+    interval: Duration
+    quantities: list[str] = Field(min_length=1)
+    """Canonical quantity keys (``energy_import_total_kwh``, ``voltage_l1_v``, ...)."""

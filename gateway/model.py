@@ -1,0 +1,113 @@
+"""Values that cross the gateway: readings, their quality, and events.
+
+Times are integers of milliseconds since the Unix epoch, UTC: exact, cheap to
+store and compare, and what the time-series sinks are given. Values are
+``Decimal`` so that billing registers are never rounded on the way through.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol
+
+
+class Quality(enum.IntFlag):
+    """Quality flags of a reading. ``OK`` (0) means no flag is set.
+
+    A reading is never dropped because it looks wrong: it is flagged, stored
+    and forwarded, and billing decides.
+    """
+
+    OK = 0
+    ESTIMATED = 1 << 0
+    BACKFILLED = 1 << 1
+    SUSPECT_SPIKE = 1 << 2
+    NON_MONOTONIC = 1 << 3
+    OUT_OF_RANGE = 1 << 4
+    CLOCK_DRIFT = 1 << 5
+    ROLLOVER = 1 << 6
+    DEVICE_FLAGGED = 1 << 7
+    """The source (meter or concentrator) itself marked the value as not good."""
+
+    def names(self) -> list[str]:
+        """Flag names, lower case, for logs and JSON (``[]`` for OK)."""
+        return [f.name.lower() for f in Quality if f and f in self and f.name]
+
+
+class TimeSource(enum.StrEnum):
+    """Which clock stamped a reading's ``ts_ms``."""
+
+    POLL = "poll"
+    """Gateway clock at the start of the poll (live reads)."""
+    METER = "meter"
+    """The meter's own clock (frozen and load-profile records), converted to UTC."""
+    CONCENTRATOR = "concentrator"
+    """The timestamp a concentrator put in its payload."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One value of one quantity of one meter at one instant."""
+
+    meter: str
+    """Meter id: the configured name, or ``proto:address`` for concentrator meters."""
+    key: str
+    """Canonical quantity key (see :mod:`protocols.quantities`)."""
+    value: Decimal
+    unit: str
+    ts_ms: int
+    """When the value was measured, ms since epoch UTC."""
+    ts_source: TimeSource
+    received_ms: int
+    """When the gateway received it, ms since epoch UTC."""
+    source: str
+    """Bus name for polled meters, MQTT topic for concentrator readings."""
+    quality: Quality = Quality.OK
+    interval_s: int | None = None
+    """For interval (load-profile) data: the length of the interval it closes."""
+
+
+class EventKind(enum.StrEnum):
+    """What happened. Events are stored and forwarded like readings."""
+
+    METER_ONLINE = "meter_online"
+    METER_SUSPECT = "meter_suspect"
+    METER_OFFLINE = "meter_offline"
+    BUS_FAULT = "bus_fault"
+    BUS_RECOVERED = "bus_recovered"
+    GAP_OPENED = "gap_opened"
+    GAP_FILLED = "gap_filled"
+    CLOCK_DRIFT = "clock_drift"
+    COUNTER_RESET = "counter_reset"
+    NETWORK_GAP = "network_gap"
+    BUFFER_CAP_DROPPED = "buffer_cap_dropped"
+    SINK_AUTH_FAILED = "sink_auth_failed"
+    PAYLOAD_REJECTED = "payload_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a meter, a bus, a link or the gateway."""
+
+    kind: EventKind
+    ts_ms: int
+    subject: str
+    """Meter id, bus name, concentrator id or sink name the event is about."""
+    reason: str = ""
+    detail: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+
+
+class Acceptor(Protocol):
+    """Where sources hand what they produced.
+
+    ``accept`` returns only once the readings and events are durable (the
+    buffer's transaction has committed): that is the moment a reading counts
+    as *accepted*, and only then may a concentrator's message be acknowledged.
+    """
+
+    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+        """Store durably, then return."""
+        ...

@@ -1,0 +1,95 @@
+"""The gateway's Prometheus metrics, in one registry per daemon.
+
+Each component takes a :class:`Metrics` and updates it; ``/metrics`` renders
+the registry. A registry per instance keeps several daemons in one process
+(tests, benchmarks) from mixing their counts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric metergw exports. Names are ``metergw_*``."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        # Southbound: polling.
+        self.polls = Counter(
+            "metergw_polls", "Meter transactions by result", ["bus", "result"], registry=r
+        )
+        self.poll_seconds = Histogram(
+            "metergw_poll_seconds",
+            "Duration of one meter transaction",
+            ["bus"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bus_utilisation = Gauge(
+            "metergw_bus_utilisation_ratio",
+            "Share of time the bus was busy (last minute)",
+            ["bus"],
+            registry=r,
+        )
+        self.frames_discarded = Counter(
+            "metergw_frames_discarded",
+            "Bytes or frames thrown away by a decoder",
+            ["bus", "reason"],
+            registry=r,
+        )
+        self.meters = Gauge("metergw_meters", "Meters by state", ["state"], registry=r)
+        # Acceptance.
+        self.readings_accepted = Counter(
+            "metergw_readings_accepted",
+            "Readings committed to the buffer",
+            ["origin"],
+            registry=r,
+        )
+        self.readings_flagged = Counter(
+            "metergw_readings_flagged",
+            "Readings stored with a quality flag",
+            ["flag"],
+            registry=r,
+        )
+        self.payloads_rejected = Counter(
+            "metergw_payloads_rejected", "Concentrator messages rejected", ["reason"], registry=r
+        )
+        self.events = Counter("metergw_events", "Events recorded", ["kind"], registry=r)
+        # Buffer.
+        self.buffer_commit_seconds = Histogram(
+            "metergw_buffer_commit_seconds",
+            "Duration of one group commit",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.buffer_rows = Gauge("metergw_buffer_rows", "Rows held in the buffer", registry=r)
+        self.buffer_dropped = Counter(
+            "metergw_buffer_dropped", "Rows dropped by the disk-cap policy", registry=r
+        )
+        self.buffer_depth = Gauge(
+            "metergw_buffer_depth", "Rows not yet delivered, per sink", ["sink"], registry=r
+        )
+        # Northbound: sinks.
+        self.sink_write_seconds = Histogram(
+            "metergw_sink_write_seconds",
+            "Duration of one sink write",
+            ["sink"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sink_points = Counter(
+            "metergw_sink_points", "Points confirmed by a sink", ["sink"], registry=r
+        )
+        self.sink_errors = Counter(
+            "metergw_sink_errors", "Failed sink writes by kind", ["sink", "kind"], registry=r
+        )
+        self.sink_quarantined = Counter(
+            "metergw_sink_quarantined", "Points a sink refused for good", ["sink"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

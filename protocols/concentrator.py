@@ -14,15 +14,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 import pydantic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from protocols.quantities import QUANTITIES
 
-READINGS_SCHEMA = "metergw.readings/1"
-STATUS_SCHEMA = "metergw.status/1"
+READINGS_SCHEMA: Final = "metergw.readings/1"
+STATUS_SCHEMA: Final = "metergw.status/1"
 TOPIC_ROOT = "meters/v1"
 
 MeterProtocol = Literal["dlt645-2007", "dlt645-1997", "modbus", "other"]

@@ -1,0 +1,3 @@
+"""Fixtures for every test: the real servers of tests/servers.py."""
+
+pytest_plugins = ["tests.servers"]

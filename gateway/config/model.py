@@ -12,6 +12,7 @@ from gateway.config.base import Section
 from gateway.config.northbound import BufferConfig, IngestConfig, SinksConfig
 from gateway.config.ops import HttpConfig, LoggingConfig
 from gateway.config.southbound import BusConfig, PollGroupConfig
+from gateway.config.validation import ValidationConfig
 
 
 def _check_timezone(name: str) -> str:
@@ -51,6 +52,7 @@ class Config(Section):
     ingest: IngestConfig | None = None
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
     poll_groups: dict[str, PollGroupConfig] = Field(default_factory=dict)
     buses: list[BusConfig] = Field(default_factory=list)
 

@@ -15,6 +15,7 @@ from types import ModuleType
 
 COMMANDS: dict[str, str] = {
     "check-config": "gateway.cli.check_config",
+    "decode": "gateway.cli.decode",
 }
 
 

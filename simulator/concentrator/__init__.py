@@ -1,0 +1,1 @@
+"""MQTT data concentrators publishing ``metergw.readings/1`` batches."""

@@ -1,0 +1,1 @@
+"""The meter model: load curve, energy registers, clock, records and faults."""

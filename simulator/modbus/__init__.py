@@ -1,0 +1,1 @@
+"""Modbus meters served by pymodbus from register-map profiles."""

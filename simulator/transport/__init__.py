@@ -1,0 +1,1 @@
+"""Byte transports the simulated buses sit on: pseudo-terminals and TCP."""

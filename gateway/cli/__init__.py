@@ -16,6 +16,8 @@ from types import ModuleType
 COMMANDS: dict[str, str] = {
     "check-config": "gateway.cli.check_config",
     "decode": "gateway.cli.decode",
+    "read": "gateway.cli.read",
+    "scan": "gateway.cli.scan",
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 
 from gateway.config.model import Config
+from gateway.config.southbound import southbound_problems
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -93,7 +94,7 @@ def parse_config(
         raise ConfigError(problems)
     base = Path(file).parent if file and not file.startswith("<") else Path.cwd()
     try:
-        return Config.model_validate(data, context={"base_dir": base})
+        config = Config.model_validate(data, context={"base_dir": base})
     except pydantic.ValidationError as exc:
         problems = []
         for e in exc.errors(include_url=False):
@@ -106,6 +107,19 @@ def parse_config(
                 else:
                     problems.append(Problem(file, where, line))
         raise ConfigError(problems) from None
+    # What only the protocol tables can judge (DI maps, Modbus profiles); still no I/O
+    # beyond reading profile files.
+    late = southbound_problems(config.poll_groups, config.buses, profile_dirs_for(file))
+    if late:
+        raise ConfigError([Problem(file, *line.split(": ", 1)) for line in late])
+    return config
+
+
+def profile_dirs_for(file: str) -> tuple[Path, ...]:
+    """Modbus register-map profiles live in ``profiles/`` next to the config file."""
+    if not file or file.startswith("<"):
+        return ()
+    return (Path(file).resolve().parent / "profiles",)
 
 
 def _message(err: Any) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, Self
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
 from gateway.config.base import Duration, Section
+from protocols.quantities import QUANTITIES
 
 Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
 _ADDRESS = re.compile(r"^[0-9]{12}$")
@@ -79,8 +82,29 @@ class BusConfig(Section):
     offline_after: int = Field(default=3, ge=1)
     """Consecutive misses before a meter is offline."""
     offline_backoff_max: Duration = 300.0
-    """Longest pause between retries of an offline meter."""
+    """Longest pause between retries of an offline meter (and probes of a faulty bus)."""
+    clock_check_interval: Duration = 3600.0
+    """How often a DL/T 645 meter's clock is read to measure its drift."""
+    clock_drift_max: Duration = 30.0
+    """A meter clock off by more than this raises a ``clock_drift`` event."""
+    backfill: bool = True
+    """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
+    max_gap: int = Field(default=10, ge=0, le=125)
+    """Modbus: unwanted registers read through to merge two reads into one."""
+    max_registers: int = Field(default=125, ge=1, le=125)
+    """Modbus: most registers in one merged read."""
     meters: list[MeterConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serial_defaults(cls, data: Any) -> Any:
+        """Line settings default by protocol: DL/T 645 8E1 (2400, 1997: 1200), Modbus 9600 8N1."""
+        if isinstance(data, dict) and isinstance(data.get("serial"), dict):
+            protocol = str(data.get("protocol", ""))
+            baud = {"dlt645-1997": 1200, "modbus-rtu": 9600, "modbus-tcp": 9600}.get(protocol, 2400)
+            parity = "N" if protocol.startswith("modbus") else "E"
+            data = {**data, "serial": {"baud": baud, "parity": parity, **data["serial"]}}
+        return data
 
     @model_validator(mode="after")
     def _check_link(self) -> Self:
@@ -104,3 +128,53 @@ class PollGroupConfig(Section):
     interval: Duration
     quantities: list[str] = Field(min_length=1)
     """Canonical quantity keys (``energy_import_total_kwh``, ``voltage_l1_v``, ...)."""
+
+    @model_validator(mode="after")
+    def _check_quantities(self) -> Self:
+        unknown = [k for k in self.quantities if k not in QUANTITIES]
+        if unknown:
+            raise ValueError(f"unknown quantity key(s): {', '.join(map(repr, unknown))}")
+        if self.interval <= 0:
+            raise ValueError("interval must be > 0")
+        return self
+
+
+def southbound_problems(
+    poll_groups: Mapping[str, PollGroupConfig],
+    buses: Sequence[BusConfig],
+    profile_dirs: Sequence[str | Path] = (),
+) -> list[str]:
+    """Whether each meter can read its poll groups' quantities, one line per problem.
+
+    A DL/T 645 meter's quantities must map to data identifiers of its
+    variant; a Modbus meter's profile must exist and cover them. Problems are
+    named ``buses[0].meters[2].poll: ...``. Groups that do not exist are
+    reported by the root config, not here.
+    """
+    from drivers.dlt645.plan import UnmappedKeys, plan_dis
+    from protocols.dlt645 import Variant
+    from protocols.modbus_profile import ProfileError, resolve_profile
+
+    problems: list[str] = []
+    for b, bus in enumerate(buses):
+        for m, meter in enumerate(bus.meters):
+            where = f"buses[{b}].meters[{m}]"
+            keys = [k for g in meter.poll if g in poll_groups for k in poll_groups[g].quantities]
+            if bus.protocol.startswith("dlt645"):
+                try:
+                    plan_dis(keys, Variant(bus.protocol))
+                except UnmappedKeys as exc:
+                    problems.append(f"{where}.poll: {exc}")
+                continue
+            try:
+                profile = resolve_profile(meter.profile or "", profile_dirs)
+            except ProfileError as exc:
+                problems.append(f"{where}.profile: {exc}")
+                continue
+            missing = [k for k in dict.fromkeys(keys) if k not in profile.keys]
+            if missing:
+                problems.append(
+                    f"{where}.poll: profile {profile.name!r} has no register for "
+                    f"{', '.join(missing)}"
+                )
+    return problems

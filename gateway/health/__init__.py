@@ -1,0 +1,25 @@
+"""Meter and bus health: state machines, bus-fault detection, gap and backfill planning."""
+
+from gateway.health.backfill import (
+    Gap,
+    daily_records_to_scan,
+    meter_gap,
+    meter_time_to_utc_ms,
+    needs_backfill,
+    utc_ms_to_meter_time,
+)
+from gateway.health.bus import BusHealth
+from gateway.health.meter import MeterHealth, MeterState, Outcome
+
+__all__ = [
+    "BusHealth",
+    "Gap",
+    "MeterHealth",
+    "MeterState",
+    "Outcome",
+    "daily_records_to_scan",
+    "meter_gap",
+    "meter_time_to_utc_ms",
+    "needs_backfill",
+    "utc_ms_to_meter_time",
+]

@@ -1,0 +1,72 @@
+"""Gaps and what to read to fill them, in meter time and UTC.
+
+A gap is the span between a meter's last good poll and its return. Meter
+records (daily freezes, load profile) carry the meter's local time, so the
+gap is mapped into meter time with the clock drift measured before and after
+it (:func:`meter_gap`): records are matched even when the meter's clock is off.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import zoneinfo
+from dataclasses import dataclass
+
+MAX_DAILY_RECORDS = 62
+"""DL/T 645-2007 meters keep the last 62 daily freezes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A span without readings, ms UTC, start exclusive, end inclusive."""
+
+    meter_id: str
+    start_ms: int
+    end_ms: int
+
+    @property
+    def seconds(self) -> float:
+        return (self.end_ms - self.start_ms) / 1000.0
+
+    def contains(self, ts_ms: int) -> bool:
+        """Whether ``ts_ms`` falls in the gap."""
+        return self.start_ms < ts_ms <= self.end_ms
+
+
+def meter_gap(gap: Gap, drift_before_ms: int | None, drift_after_ms: int | None) -> Gap:
+    """``gap`` (gateway clock) as the meter's clock saw it.
+
+    Drift is meter clock minus gateway clock; an unknown drift counts as the
+    other one, or zero.
+    """
+    after = drift_after_ms if drift_after_ms is not None else (drift_before_ms or 0)
+    before = drift_before_ms if drift_before_ms is not None else after
+    return Gap(gap.meter_id, gap.start_ms + before, gap.end_ms + after)
+
+
+def needs_backfill(
+    last_ok_ms: int | None, now_ms: int, cumulative_interval_s: float | None
+) -> bool:
+    """True when the meter missed at least one interval of a cumulative (energy) group."""
+    if last_ok_ms is None or cumulative_interval_s is None:
+        return False
+    return now_ms - last_ok_ms > cumulative_interval_s * 1000.0
+
+
+def daily_records_to_scan(gap: Gap) -> int:
+    """How many daily freezes (newest first) can fall inside ``gap``."""
+    days = math.ceil(max(gap.end_ms - gap.start_ms, 0) / 86_400_000) + 1
+    return max(1, min(days, MAX_DAILY_RECORDS))
+
+
+def meter_time_to_utc_ms(local: datetime.datetime, tz: str) -> int:
+    """A naive meter-local time -> ms since epoch UTC, in the meter's time zone."""
+    aware = local.replace(tzinfo=zoneinfo.ZoneInfo(tz))
+    return int(aware.timestamp() * 1000)
+
+
+def utc_ms_to_meter_time(ts_ms: int, tz: str) -> datetime.datetime:
+    """ms since epoch UTC -> naive meter-local time in ``tz``."""
+    aware = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=zoneinfo.ZoneInfo(tz))
+    return aware.replace(tzinfo=None)

@@ -1,0 +1,350 @@
+"""The task that owns one bus: one transaction at a time, never stalled by one meter.
+
+Order of work: on-demand reads first, then the meter whose poll is due
+soonest (answering meters before suspect and offline ones when several are
+due at once). Offline meters are retried at their backoff; when the whole bus
+is at fault, one meter is probed at a time (the link reopened first) with
+growing pauses until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
+from gateway.config.southbound import BusConfig
+from gateway.health import BusHealth, MeterState
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.model import Acceptor, Event, Reading, TimeSource
+from gateway.scheduler.links import link_name
+from gateway.scheduler.meters import MeterRun
+from gateway.scheduler.readers import MeterReader, ReadResult
+from gateway.scheduler.recovery import backfill, check_clock
+from gateway.scheduler.snapshot import BusSnapshot, MeterSnapshot
+from gateway.scheduler.timing import Utilisation, reschedule
+
+log = get_logger("scheduler")
+
+_PROBE_MIN = 0.2
+_PROBE_MAX = 60.0
+
+
+@dataclass(slots=True)
+class _Demand:
+    meter: MeterRun
+    keys: tuple[str, ...]
+    future: asyncio.Future[list[Reading]]
+
+
+def _result_label(error: BaseException | None, result: ReadResult | None) -> str:
+    if error is None:
+        return "partial" if result is not None and result.errors else "ok"
+    for cls, label in (
+        (Timeout, "timeout"),
+        (DeviceError, "device_error"),
+        (FrameError, "frame_error"),
+        (LinkError, "link_error"),
+    ):
+        if isinstance(error, cls):
+            return label
+    return "error"
+
+
+class BusWorker:
+    """Polls the meters of one bus; :meth:`run` is its one task."""
+
+    def __init__(
+        self,
+        cfg: BusConfig,
+        meters: Sequence[MeterRun],
+        reader: MeterReader,
+        acceptor: Acceptor,
+        metrics: Metrics,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.meters = list(meters)
+        self.by_id = {m.meter_id: m for m in self.meters}
+        self.reader = reader
+        self.acceptor = acceptor
+        self.metrics = metrics
+        self.on_change = on_change
+        self.health = BusHealth(cfg.name)
+        self.utilisation = Utilisation()
+        self._demand: deque[_Demand] = deque()
+        self._wake = asyncio.Event()
+        self._probe_delay = _PROBE_MIN
+        self._probe_at = 0.0
+        self._probe_index = 0
+        self.link = link_name(cfg)
+
+    # ------------------------------------------------------------------ public
+
+    async def read_now(self, meter_id: str, keys: Sequence[str]) -> list[Reading]:
+        """Read ``keys`` from a meter before any scheduled poll; raise a DriverError."""
+        meter = self.by_id[meter_id]
+        keys = tuple(keys or meter.all_keys())
+        self.reader.check_keys(meter.cfg, keys)
+        future: asyncio.Future[list[Reading]] = asyncio.get_running_loop().create_future()
+        self._demand.append(_Demand(meter, keys, future))
+        self._wake.set()
+        return await future
+
+    def snapshot(self) -> BusSnapshot:
+        """The bus and its meters, now."""
+        meters = tuple(
+            MeterSnapshot(
+                m.meter_id,
+                m.address,
+                str(m.health.state),
+                m.health.last_ok_ms,
+                m.health.last_error,
+                m.health.misses,
+                None if math.isinf(m.due()) else int(m.due() * 1000),
+            )
+            for m in self.meters
+        )
+        return BusSnapshot(
+            self.name,
+            self.cfg.protocol,
+            self.health.state,
+            self.utilisation.ratio(),
+            self.link,
+            meters,
+        )
+
+    async def run(self, started: Callable[[], None] = lambda: None) -> None:
+        """Poll until cancelled; close the link on the way out."""
+        log.info("bus_started", bus=self.name, link=self.link, meters=len(self.meters))
+        started()
+        try:
+            while True:
+                try:
+                    await self._step()
+                except Exception:
+                    # A bug or an acceptor failure must not end polling: log, pause, go on.
+                    log.exception("bus_task_error", bus=self.name)
+                    await asyncio.sleep(1.0)
+        finally:
+            for d in self._demand:
+                d.future.cancel()
+            with contextlib.suppress(Exception):
+                await self.reader.close()
+            log.info("bus_stopped", bus=self.name)
+
+    # ------------------------------------------------------------------ loop
+
+    async def _step(self) -> None:
+        if self._demand:
+            await self._serve(self._demand.popleft())
+            return
+        meter, due = self._next()
+        delay = due - time.time()
+        if meter is None or delay > 0:
+            self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio())
+            await self._sleep(delay)
+        elif self.health.state == "fault":
+            await self._probe(meter)
+        else:
+            await self._poll(meter)
+
+    def _next(self) -> tuple[MeterRun | None, float]:
+        if not self.meters:
+            return None, math.inf
+        if self.health.state == "fault":
+            polled = [m for m in self.meters if m.groups]
+            candidates = [m for m in polled if m.health.state is not MeterState.OFFLINE]
+            pool = candidates or polled
+            if not pool:
+                return None, math.inf
+            return pool[self._probe_index % len(pool)], self._probe_at
+        best = min(self.meters, key=lambda m: (m.due(), m.rank()))
+        return best, best.due()
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), min(delay, 3600.0))
+
+    async def _serve(self, demand: _Demand) -> None:
+        if demand.future.cancelled():
+            return
+        try:
+            readings = await self._poll(demand.meter, demand.keys)
+        except Exception as exc:
+            if not demand.future.cancelled():
+                demand.future.set_exception(exc)
+            if not isinstance(exc, DriverError):
+                raise
+            return
+        if not demand.future.cancelled():
+            # Only what was asked for; a clock check on first contact goes to the acceptor.
+            wanted = set(demand.keys)
+            demand.future.set_result([r for r in readings if r.key in wanted])
+
+    async def _probe(self, meter: MeterRun) -> None:
+        self._probe_index += 1
+        try:
+            await self.reader.reopen()
+        except DriverError as exc:
+            self._probe_failed(meter, exc)
+            self.metrics.polls.labels(self.name, "link_error").inc()
+            return
+        await self._poll(meter)
+
+    def _probe_failed(self, meter: MeterRun, error: BaseException) -> None:
+        self.health.probes += 1
+        meter.health.last_error = str(error)
+        self._probe_at = time.time() + self._probe_delay
+        self._probe_delay = min(self._probe_delay * 2, self.cfg.offline_backoff_max, _PROBE_MAX)
+        log.debug("bus_probe_failed", bus=self.name, meter=meter.meter_id, error=str(error))
+
+    # ------------------------------------------------------------------ one poll
+
+    async def _poll(self, meter: MeterRun, keys: Sequence[str] | None = None) -> list[Reading]:
+        """Poll one meter, hand the results to the acceptor; raise the error for demands."""
+        start = time.time()
+        start_ms = int(start * 1000)
+        t0 = time.monotonic()
+        demand = keys is not None
+        due_groups = []
+        retry = self.health.state == "fault" or meter.health.state is MeterState.OFFLINE
+        if keys is None:
+            due_groups = [g for g in meter.groups if retry or g.next_due <= start]
+            keys = tuple(dict.fromkeys(k for g in due_groups for k in g.keys))
+            if not keys:
+                return []
+        result: ReadResult | None = None
+        error: BaseException | None = None
+        try:
+            result = await self.reader.read(meter.cfg, keys, probe=retry)
+        except DriverError as exc:
+            error = exc
+        except (ValueError, KeyError) as exc:  # a profile or key the device cannot serve
+            error = exc
+        readings: list[Reading] = []
+        events: list[Event] = []
+        if result is not None:
+            readings, events = await self._answered(meter, result, start_ms)
+        else:
+            assert error is not None
+            events = await self._failed(meter, error, start_ms)
+        end = time.monotonic()
+        self.utilisation.add(t0, end)
+        now = time.time()
+        for g in due_groups:
+            g.next_due, skipped = reschedule(g.interval, g.next_due, now)
+            g.skipped += skipped
+        self.metrics.polls.labels(self.name, _result_label(error, result)).inc()
+        self.metrics.poll_seconds.labels(self.name).observe(end - t0)
+        self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio(end))
+        if readings or events:
+            await self.acceptor.accept(readings, events)
+        self.on_change()
+        if error is not None and demand:
+            if isinstance(error, DriverError):
+                raise error
+            raise DriverError(str(error)) from error
+        return readings
+
+    async def _answered(
+        self, meter: MeterRun, result: ReadResult, start_ms: int
+    ) -> tuple[list[Reading], list[Event]]:
+        was_fault = self.health.state == "fault"
+        previous = meter.health.state
+        last_ok = meter.health.last_ok_ms
+        drift_before = meter.drift_ms
+        outcome = meter.health.success(start_ms)
+        events = self.health.on_success(meter.meter_id, outcome.events, start_ms)
+        if was_fault:
+            log.info("bus_recovered", bus=self.name, meter=meter.meter_id)
+            self._probe_delay = _PROBE_MIN
+            now = time.time()
+            for m in self.meters:
+                for g in m.groups:
+                    g.next_due = min(g.next_due, now)
+        if previous is not MeterState.ONLINE and previous is not MeterState.UNKNOWN:
+            log.info("meter_back_online", meter=meter.meter_id, bus=self.name, was=str(previous))
+        for err in result.errors:
+            log.info("meter_item_error", meter=meter.meter_id, bus=self.name, error=err)
+        received = int(time.time() * 1000)
+        readings = [
+            Reading(
+                meter.meter_id,
+                s.key,
+                s.value,
+                s.unit,
+                start_ms,
+                TimeSource.POLL,
+                received,
+                self.name,
+            )
+            for s in result.samples
+        ]
+        meter.polls.append(start_ms)
+        del meter.polls[:-64]
+        returning = outcome.returned_from_ms is not None or meter.gap_pending
+        meter.gap_pending = False
+        first = previous is MeterState.UNKNOWN
+        if returning or first or time.time() >= meter.next_clock:
+            r, e = await check_clock(
+                self.reader,
+                meter,
+                self.name,
+                interval=self.cfg.clock_check_interval,
+                drift_max=self.cfg.clock_drift_max,
+            )
+            readings += r
+            events += e
+        if returning and self.cfg.backfill:
+            r, e = await backfill(
+                self.reader,
+                meter,
+                self.name,
+                last_ok_ms=last_ok,
+                now_ms=start_ms,
+                drift_before_ms=drift_before,
+            )
+            readings += r
+            events += e
+        return readings, events
+
+    async def _failed(self, meter: MeterRun, error: BaseException, start_ms: int) -> list[Event]:
+        text = str(error)
+        if self.health.state == "fault":
+            self._probe_failed(meter, error)
+            return []
+        expected = [m.meter_id for m in self.meters if m.health.state is not MeterState.OFFLINE]
+        if not self.health.streak_started:
+            for m in self.meters:
+                m.health.checkpoint()
+        outcome = meter.health.failure(start_ms, time.time(), text)
+        events, fault = self.health.on_failure(
+            meter.meter_id,
+            outcome.events,
+            start_ms,
+            expected=expected,
+            error=text,
+            link_error=isinstance(error, LinkError),
+        )
+        if fault:
+            for m in self.meters:
+                m.health.rollback()
+                m.gap_pending = True
+            meter.health.last_error = text
+            with contextlib.suppress(Exception):
+                await self.reader.close()
+            self._probe_delay = _PROBE_MIN
+            self._probe_at = time.time() + self._probe_delay
+            log.warning("bus_fault", bus=self.name, link=self.link, error=text)
+        for ev in events:
+            log.info(str(ev.kind), meter=ev.subject, bus=self.name, reason=ev.reason)
+        return events

@@ -1,0 +1,277 @@
+"""Protocol-specific meter readers the bus task drives: what to ask, how to decode.
+
+A reader owns its bus's session and raises :mod:`drivers.errors`. A read that
+got an answer returns samples plus per-item errors (a meter that refuses one
+data identifier is still alive); a read without any answer raises.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from drivers.dlt645 import Dlt645Session, format_di
+from drivers.dlt645.plan import UnmappedKeys, plan_dis
+from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
+from drivers.modbus import ModbusSession, RegisterSpan
+from gateway.config.southbound import MeterConfig
+from gateway.health import Gap, daily_records_to_scan, meter_time_to_utc_ms, utc_ms_to_meter_time
+from protocols.dlt645 import (
+    LOAD_PROFILE_DI,
+    Variant,
+    decode_load_profile,
+    freeze_energy_di,
+    freeze_time_di,
+    load_profile_request_extra,
+)
+from protocols.modbus_profile import ModbusProfile, decode_value, resolve_profile
+from protocols.quantities import QUANTITIES
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value read from a meter, before it becomes a :class:`Reading`."""
+
+    key: str
+    value: Decimal
+    unit: str
+    ts_ms: int | None = None
+    """Meter-stamped time (ms UTC) for records; ``None`` for live values."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    """What one poll of one meter produced."""
+
+    samples: tuple[Sample, ...]
+    errors: tuple[str, ...] = ()
+    """Items the meter answered with an error or unusable data."""
+
+
+class MeterReader(abc.ABC):
+    """Reads meters of one protocol on one bus."""
+
+    link: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Open the link (raise :class:`LinkError`)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the link."""
+
+    async def reopen(self) -> None:
+        """Close and open the link again."""
+        await self.close()
+        await self.open()
+
+    @abc.abstractmethod
+    async def read(
+        self, meter: MeterConfig, keys: Sequence[str], *, probe: bool = False
+    ) -> ReadResult:
+        """Read ``keys`` from ``meter``; raise when the meter did not answer at all.
+
+        ``probe``: the meter is presumed dead; ask once, without retries.
+        """
+
+    async def read_clock(self, meter: MeterConfig) -> datetime.datetime | None:
+        """The meter's clock as naive local time, or ``None`` if the protocol has none."""
+        return None
+
+    @abc.abstractmethod
+    def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
+        """Raise :class:`ValueError` naming the keys ``meter`` cannot be read for."""
+
+    async def read_records(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+        """Meter-stamped records inside ``gap`` (in meter time: frozen registers, load profile)."""
+        return []
+
+
+_PROFILE_BATCH = 16  # records per 200-byte reply
+_MAX_PROFILE_REQUESTS = 64
+_CLOCK_DIS = {Variant.V2007: (0x04000101, 0x04000102), Variant.V1997: (0xC010, 0xC011)}
+
+
+class Dlt645Reader(MeterReader):
+    """DL/T 645 meters: block DIs where they cover several keys, clock, daily freezes."""
+
+    def __init__(self, session: Dlt645Session) -> None:
+        self.session = session
+        self.link = session.transport.link
+        self._plans: dict[tuple[str, ...], list[int]] = {}
+
+    async def open(self) -> None:
+        await self.session.transport.open()
+
+    async def close(self) -> None:
+        await self.session.transport.close()
+
+    def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
+        try:
+            self.plan(keys)
+        except UnmappedKeys as exc:
+            raise ValueError(f"meter {meter.meter_id}: {exc}") from None
+
+    def plan(self, keys: Sequence[str]) -> list[int]:
+        """The DIs read for ``keys`` (cached per key set)."""
+        t = tuple(keys)
+        if t not in self._plans:
+            self._plans[t] = plan_dis(t, self.session.variant)
+        return self._plans[t]
+
+    async def read(
+        self, meter: MeterConfig, keys: Sequence[str], *, probe: bool = False
+    ) -> ReadResult:
+        address = meter.address or ""
+        wanted = set(keys)
+        samples: list[Sample] = []
+        errors: list[str] = []
+        answered = False
+        for di in self.plan(keys):
+            try:
+                retries = 0 if probe and not answered else None
+                values = await self.session.read_values(address, di, retries=retries)
+            except (Timeout, LinkError):
+                if answered:
+                    # The meter answered earlier in this poll: keep what we have.
+                    errors.append(f"DI {format_di(di, self.session.variant)}: no reply")
+                    continue
+                raise
+            except (DeviceError, FrameError) as exc:
+                answered = True
+                errors.append(str(exc))
+                continue
+            answered = True
+            samples.extend(Sample(v.key, v.value, v.unit) for v in values if v.key in wanted)
+        if not answered:
+            raise FrameError(f"meter {address}: no usable reply")
+        return ReadResult(tuple(samples), tuple(errors))
+
+    async def read_clock(self, meter: MeterConfig) -> datetime.datetime | None:
+        address = meter.address or ""
+        date_di, time_di = _CLOCK_DIS[self.session.variant]
+        day = await self.session.read_datetime(address, date_di)
+        clock = await self.session.read_datetime(address, time_di)
+        return datetime.datetime.combine(day.date(), clock.time())
+
+    async def read_records(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+        """Daily freezes and load-profile records whose meter time falls in the gap."""
+        if self.session.variant != Variant.V2007:
+            return []
+        return await self._daily_freezes(meter, gap, tz) + await self._load_profile(meter, gap, tz)
+
+    async def _daily_freezes(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+        address = meter.address or ""
+        out: list[Sample] = []
+        for n in range(1, daily_records_to_scan(gap) + 1):
+            try:
+                when = await self.session.read_datetime(address, freeze_time_di(n))
+            except DeviceError:
+                break  # no such record: the meter keeps fewer freezes
+            ts_ms = meter_time_to_utc_ms(when, tz)
+            if ts_ms <= gap.start_ms:
+                break
+            if not gap.contains(ts_ms):
+                continue
+            for v in await self.session.read_values(address, freeze_energy_di(n)):
+                out.append(Sample(v.key, v.value, v.unit, ts_ms))
+        return out
+
+    async def _load_profile(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+        """Load-profile records from the gap's start, in requests of up to 16 records."""
+        address = meter.address or ""
+        start = utc_ms_to_meter_time(gap.start_ms, tz).replace(second=0, microsecond=0)
+        out: list[Sample] = []
+        for _ in range(_MAX_PROFILE_REQUESTS):
+            extra = load_profile_request_extra(_PROFILE_BATCH, start)
+            try:
+                payload = await self.session.read(address, LOAD_PROFILE_DI, extra=extra)
+            except DeviceError:
+                break  # no records (or no load profile on this meter)
+            try:
+                records = decode_load_profile(payload)
+            except ValueError as exc:
+                raise FrameError(f"meter {address}: load profile: {exc}") from exc
+            newest = start
+            for rec in records:
+                ts_ms = meter_time_to_utc_ms(rec.start, tz)
+                newest = max(newest, rec.start)
+                if gap.contains(ts_ms):
+                    for key, value in rec.values.items():
+                        out.append(Sample(key, value, QUANTITIES[key].unit, ts_ms))
+            if len(records) < _PROFILE_BATCH or newest <= start:
+                break
+            start = newest + datetime.timedelta(minutes=1)
+            if meter_time_to_utc_ms(start, tz) > gap.end_ms:
+                break
+        return out
+
+
+class ModbusReader(MeterReader):
+    """Modbus meters described by profile files; neighbouring registers merged."""
+
+    def __init__(self, session: ModbusSession, profile_dirs: Sequence[Path] = ()) -> None:
+        self.session = session
+        self.link = session.link
+        self.profile_dirs = tuple(profile_dirs)
+        self._profiles: dict[str, ModbusProfile] = {}
+
+    def profile(self, name: str) -> ModbusProfile:
+        """A profile by name or path, loaded once."""
+        if name not in self._profiles:
+            self._profiles[name] = resolve_profile(name, self.profile_dirs)
+        return self._profiles[name]
+
+    def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
+        profile = self.profile(meter.profile or "")
+        missing = [k for k in keys if k not in profile.keys]
+        if missing:
+            raise ValueError(
+                f"meter {meter.meter_id}: profile {profile.name!r} has no {', '.join(missing)}"
+            )
+
+    async def open(self) -> None:
+        await self.session.open()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def read(
+        self, meter: MeterConfig, keys: Sequence[str], *, probe: bool = False
+    ) -> ReadResult:
+        profile = self.profile(meter.profile or "")
+        specs = {k: profile.by_key(k) for k in dict.fromkeys(keys)}
+        spans = [RegisterSpan(s.key, s.function, s.address, s.count) for s in specs.values()]
+        samples: list[Sample] = []
+        errors: list[str] = []
+        answered = False
+        unit = meter.unit if meter.unit is not None else 1
+        for block in self.session.plan(spans):
+            try:
+                registers = await self.session.read_block(unit, block)
+            except (Timeout, LinkError):
+                if answered:
+                    errors.append(f"unit {unit}: no reply at {block.address}")
+                    continue
+                raise
+            except DeviceError as exc:
+                answered = True
+                errors.append(str(exc))
+                continue
+            answered = True
+            for span in block.spans:
+                spec = specs[span.key]
+                try:
+                    value = decode_value(spec, block.registers_of(span, registers))
+                except ValueError as exc:
+                    errors.append(f"unit {unit}: {exc}")
+                    continue
+                samples.append(Sample(spec.key, value, spec.unit))
+        if not answered:
+            raise DriverError(f"unit {unit} on {self.link}: no usable reply")
+        return ReadResult(tuple(samples), tuple(errors))

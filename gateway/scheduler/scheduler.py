@@ -1,0 +1,99 @@
+"""The southbound scheduler: one task per bus, buses concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config.model import Config
+from gateway.config.southbound import southbound_problems
+from gateway.health import MeterState
+from gateway.metrics import Metrics
+from gateway.model import Acceptor, Reading
+from gateway.scheduler.bus import BusWorker
+from gateway.scheduler.links import build_reader
+from gateway.scheduler.meters import build_meters
+from gateway.scheduler.snapshot import SchedulerSnapshot
+
+
+class Scheduler:
+    """Polls every configured bus and hands readings and events to ``acceptor``.
+
+    ``run()`` runs until cancelled and closes every link on the way out;
+    ``started`` is set once every bus task runs. Raises :class:`ValueError`
+    listing every problem when a meter's quantities cannot be read with its
+    protocol or profile.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        acceptor: Acceptor,
+        metrics: Metrics,
+        *,
+        profile_dirs: Sequence[Path] = (),
+    ) -> None:
+        problems = southbound_problems(config.poll_groups, config.buses, profile_dirs)
+        if problems:
+            raise ValueError("\n".join(problems))
+        self.config = config
+        self.metrics = metrics
+        self.started = asyncio.Event()
+        self.buses: list[BusWorker] = []
+        self._by_meter: dict[str, BusWorker] = {}
+        for bus in config.buses:
+
+            def discarded(reason: str, bus_name: str = bus.name) -> None:
+                metrics.frames_discarded.labels(bus_name, reason).inc()
+
+            reader = build_reader(bus, profile_dirs=profile_dirs, on_discard=discarded)
+            meters = build_meters(bus, config.poll_groups, config.gateway.timezone)
+            worker = BusWorker(bus, meters, reader, acceptor, metrics, self._count_meters)
+            self.buses.append(worker)
+            for m in meters:
+                self._by_meter[m.meter_id] = worker
+        self._count_meters()
+
+    async def run(self) -> None:
+        """Run every bus task until cancelled."""
+        running = 0
+
+        def one_started() -> None:
+            nonlocal running
+            running += 1
+            if running == len(self.buses):
+                self.started.set()
+
+        if not self.buses:
+            self.started.set()
+        async with asyncio.TaskGroup() as tg:
+            for worker in self.buses:
+                tg.create_task(worker.run(one_started), name=f"bus:{worker.name}")
+            if not self.buses:
+                await asyncio.Event().wait()
+
+    def snapshot(self) -> SchedulerSnapshot:
+        """Every bus and meter, now."""
+        return SchedulerSnapshot(tuple(w.snapshot() for w in self.buses))
+
+    async def read_now(self, meter_id: str, keys: Sequence[str]) -> list[Reading]:
+        """Read ``keys`` (all of the meter's keys if empty) ahead of scheduled polls.
+
+        The readings are also handed to the acceptor. Raises :class:`KeyError`
+        for an unknown meter, :class:`ValueError` for keys the meter cannot be
+        read for, and a :class:`drivers.errors.DriverError` when the meter does
+        not answer.
+        """
+        worker = self._by_meter.get(meter_id)
+        if worker is None:
+            raise KeyError(f"no meter {meter_id!r}")
+        return await worker.read_now(meter_id, keys)
+
+    def _count_meters(self) -> None:
+        counts = dict.fromkeys((str(s) for s in MeterState), 0)
+        for w in self.buses:
+            for m in w.meters:
+                counts[str(m.health.state)] += 1
+        for state, n in counts.items():
+            self.metrics.meters.labels(state).set(n)

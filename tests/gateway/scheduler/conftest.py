@@ -1,0 +1,101 @@
+"""Fixtures for scheduler tests: an in-memory acceptor and a running scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from gateway.config import Config, parse_config
+from gateway.metrics import Metrics
+from gateway.model import Event, EventKind, Reading
+from gateway.scheduler import Scheduler
+from tests.servers import wait_until
+
+
+class MemoryAcceptor:
+    """The Acceptor interface kept in lists (a test double, not a server mock)."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.events: list[Event] = []
+        self.changed = asyncio.Event()
+
+    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+        self.readings.extend(readings)
+        self.events.extend(events)
+        self.changed.set()
+
+    def of(self, meter: str, key: str | None = None) -> list[Reading]:
+        return [r for r in self.readings if r.meter == meter and (key is None or r.key == key)]
+
+    def kinds(self, *kinds: EventKind) -> list[Event]:
+        return [e for e in self.events if e.kind in kinds]
+
+
+async def until(pred: Callable[[], bool], within: float, what: str) -> None:
+    """Poll ``pred`` with a deadline (never a bare sleep to wait for state)."""
+    await asyncio.to_thread(lambda: None)  # let the loop run once
+    deadline = asyncio.get_running_loop().time() + within
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def dlt_config(
+    link: str,
+    addresses: Sequence[str],
+    *,
+    groups: str,
+    poll: Sequence[str],
+    bus_extra: str = "",
+    protocol: str = "dlt645-2007",
+    timeout: float = 0.2,
+) -> Config:
+    """A one-bus DL/T 645 config on a pty path or ``tcp:HOST:PORT``."""
+    if link.startswith("tcp:"):
+        _, host, port = link.split(":")
+        where = f'tcp = {{ host = "{host}", port = {port} }}'
+    else:
+        where = f'serial = {{ port = "{link}", baud = 2400, parity = "E" }}'
+    meters = "\n".join(
+        f'[[buses.meters]]\naddress = "{a}"\npoll = {list(poll)!r}\n' for a in addresses
+    )
+    text = f"""
+[gateway]
+name = "test"
+timezone = "Asia/Shanghai"
+{groups}
+
+[[buses]]
+name = "rs485-1"
+protocol = "{protocol}"
+{where}
+timeout = {timeout}
+retries = 0
+{bus_extra}
+
+{meters}
+"""
+    return parse_config(text.replace("'", '"'))
+
+
+@asynccontextmanager
+async def running(
+    cfg: Config, acceptor: MemoryAcceptor, metrics: Metrics | None = None
+) -> AsyncIterator[Scheduler]:
+    """A scheduler running in a task for the duration of the block."""
+    sched = Scheduler(cfg, acceptor, metrics or Metrics())
+    task = asyncio.create_task(sched.run())
+    await asyncio.wait_for(sched.started.wait(), 5)
+    try:
+        yield sched
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+__all__ = ["MemoryAcceptor", "dlt_config", "running", "until", "wait_until"]

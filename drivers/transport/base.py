@@ -114,7 +114,8 @@ class StreamTransport(abc.ABC):
         if rx is not None:
             # Serial ports close in a worker thread; the port stays locked until then.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rx.done.wait(), _CLOSE_WAIT)
+                async with asyncio.timeout(_CLOSE_WAIT):
+                    await rx.done.wait()
 
     async def reopen(self) -> None:
         """Close and open again (a bus probe after a fault)."""
@@ -159,10 +160,10 @@ class StreamTransport(abc.ABC):
             if remaining <= 0:
                 raise Timeout(f"{self.link}: no reply")
             rx.ready.clear()
-            try:
-                await asyncio.wait_for(rx.ready.wait(), remaining)
-            except TimeoutError:
-                continue
+            # asyncio.timeout, not wait_for, which can swallow a cancel on 3.11.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await rx.ready.wait()
         data = bytes(rx.buffer)
         rx.buffer.clear()
         self._last_activity = rx.last_rx

@@ -32,7 +32,6 @@ class TcpTransport(StreamTransport):
 
     async def _connect(self, rx: _Receiver) -> asyncio.BaseTransport:
         loop = asyncio.get_running_loop()
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: rx, self.host, self.port), self.connect_timeout
-        )
+        async with asyncio.timeout(self.connect_timeout):
+            transport, _ = await loop.create_connection(lambda: rx, self.host, self.port)
         return transport

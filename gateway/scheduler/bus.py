@@ -125,8 +125,13 @@ class BusWorker:
         """Poll until cancelled; close the link on the way out."""
         log.info("bus_started", bus=self.name, link=self.link, meters=len(self.meters))
         started()
+        me = asyncio.current_task()
         try:
             while True:
+                # A library that swallowed our cancellation (pymodbus's connect, wait_for
+                # on 3.11) must not keep the bus running: a pending cancel ends the loop.
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError
                 try:
                     await self._step()
                 except Exception:
@@ -171,8 +176,11 @@ class BusWorker:
 
     async def _sleep(self, delay: float) -> None:
         self._wake.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that arrives as the wait ends, and the bus task never stops.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), min(delay, 3600.0))
+            async with asyncio.timeout(min(delay, 3600.0)):
+                await self._wake.wait()
 
     async def _serve(self, demand: _Demand) -> None:
         if demand.future.cancelled():

@@ -1,0 +1,31 @@
+"""The durable store-and-forward buffer (SQLite WAL, group commit, a cursor per sink)."""
+
+from gateway.buffer.rows import (
+    Batch,
+    BufferStats,
+    ConcentratorMark,
+    EventRow,
+    QuarantineEntry,
+    ReadingRow,
+    ReadingValues,
+    SinkStats,
+)
+from gateway.buffer.schema import BufferError
+from gateway.buffer.store import Buffer
+from gateway.buffer.writer import JobStore, Outcome, WriteJob
+
+__all__ = [
+    "Batch",
+    "Buffer",
+    "BufferError",
+    "BufferStats",
+    "ConcentratorMark",
+    "EventRow",
+    "JobStore",
+    "Outcome",
+    "QuarantineEntry",
+    "ReadingRow",
+    "ReadingValues",
+    "SinkStats",
+    "WriteJob",
+]

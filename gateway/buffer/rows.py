@@ -1,0 +1,120 @@
+"""What the buffer stores and hands back: row shapes, batches and stats.
+
+Rows read back for forwarding are plain tuples straight from SQLite, not
+objects: a forwarder turns hundreds of thousands of them per second into line
+protocol or JSON, and building an object per row would cost more than the
+sink write itself. The aliases below name each column's position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+ReadingRow = tuple[int, str, str, str, str, int, str, int, str, int, int | None]
+"""``(seq, meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality,
+interval_s)``; ``value`` is the exact decimal text of the reading."""
+
+ReadingValues = tuple[str, str, str, str, int, str, int, str, int, int | None]
+"""A reading to store, already in column form: a :data:`ReadingRow` without ``seq``.
+The concentrator ingest builds these directly from validated JSON (no
+:class:`~gateway.model.Reading` objects on its hot path)."""
+
+EventRow = tuple[int, str, int, str, str, str]
+"""``(seq, kind, ts_ms, subject, reason, detail_json)``."""
+
+READING_COLUMNS = (
+    "seq",
+    "meter",
+    "key",
+    "value",
+    "unit",
+    "ts_ms",
+    "ts_source",
+    "received_ms",
+    "source",
+    "quality",
+    "interval_s",
+)
+EVENT_COLUMNS = ("seq", "kind", "ts_ms", "subject", "reason", "detail")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Readings and events after a sink's cursor, in sequence order.
+
+    ``upto`` is the sequence the sink's cursor moves to once the batch is
+    written: every row with ``seq <= upto`` that still exists is in the batch.
+    """
+
+    readings: list[ReadingRow]
+    events: list[EventRow]
+    upto: int
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.events)
+
+    @property
+    def oldest_received_ms(self) -> int | None:
+        """Gateway receive time of the oldest reading in the batch."""
+        return min((r[7] for r in self.readings[:1]), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcentratorMark:
+    """Where a concentrator message stands: its id, its ``seq`` and its batch time.
+
+    Stored in the same transaction as the message's readings, so that a
+    resent message is recognised after any crash.
+    """
+
+    gw: str
+    seq: int
+    ts_ms: int
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """Something refused for good, kept for inspection."""
+
+    origin: str
+    """``ingest`` for concentrator payloads, else the sink's name."""
+    subject: str
+    """MQTT topic for payloads; meter id or event subject for sink rejections."""
+    reason: str
+    payload: bytes
+    seq: int | None = None
+    """Buffer sequence of a row a sink refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    """Delivery state of one sink."""
+
+    cursor: int
+    """Last sequence the sink confirmed."""
+    depth: int
+    """Rows not yet confirmed by the sink."""
+    oldest_unsent_ms: int | None
+    """Receive time of the oldest reading the sink has not confirmed, if known."""
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    """A snapshot of the buffer for ``/status`` and the live view."""
+
+    path: str
+    rows: int
+    """Readings and events held."""
+    bytes: int
+    """Size of the database file and its write-ahead log."""
+    head_seq: int
+    """Last committed sequence."""
+    sinks: Mapping[str, SinkStats] = field(default_factory=dict)
+    dropped: int = 0
+    """Rows dropped by the disk-cap policy, over the database's life."""
+    quarantined: int = 0
+    """Entries in the quarantine table."""
+    commits: int = 0
+    """Group commits since open."""

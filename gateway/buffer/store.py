@@ -1,0 +1,323 @@
+"""The buffer: durable, append-only store of readings and events, with group commit.
+
+Callers on the event loop hand in jobs (``accept`` and friends); a committer
+task gathers every pending job until ``commit_max_rows`` rows are waiting or
+``commit_interval`` has passed since the first, hands the group to the one
+writer thread, which stores it in one SQLite transaction (one fsync), and then
+resolves every caller's future. SQLite never runs on the event loop: writes on
+the writer thread and its connection, forwarder reads on their own
+connections in worker threads (WAL lets them read while the writer commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Self
+
+from gateway.buffer.rows import Batch, BufferStats, EventRow, QuarantineEntry, ReadingRow, SinkStats
+from gateway.buffer.schema import BufferError, connect_reader, connect_writer
+from gateway.buffer.writer import BufferWriter, Outcome, WriteJob
+from gateway.config.northbound import BufferConfig
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.model import Event, Quality, Reading, TimeSource
+
+log = get_logger("buffer")
+
+_READ_READINGS = (
+    "SELECT seq, meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality, "
+    "interval_s FROM readings WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_READ_EVENTS = (
+    "SELECT seq, kind, ts_ms, subject, reason, detail FROM events "
+    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+)
+
+
+def _read_batch(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
+    """Rows after ``after`` from one consistent snapshot (one read transaction)."""
+    conn.execute("BEGIN")
+    try:
+        readings: list[ReadingRow] = conn.execute(_READ_READINGS, (after, limit)).fetchall()
+        upper = readings[-1][0] if len(readings) == limit else 2**63 - 1
+        events: list[EventRow] = conn.execute(_READ_EVENTS, (after, upper, limit)).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    if len(events) == limit and events[-1][0] < upper:
+        upper = events[-1][0]
+        readings = [r for r in readings if r[0] <= upper]
+    if upper == 2**63 - 1:
+        upper = max(readings[-1][0] if readings else after, events[-1][0] if events else after)
+    return Batch(readings, events, upper)
+
+
+class Buffer:
+    """The durable store every reading passes through. Use :meth:`open`.
+
+    It is the gateway's :class:`~gateway.model.Acceptor`: ``await accept(...)``
+    returns once the rows are committed.
+    """
+
+    def __init__(
+        self,
+        writer: BufferWriter,
+        pool: ThreadPoolExecutor,
+        config: BufferConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.path = writer.path
+        self._writer = writer
+        self._pool = pool
+        self._config = config
+        self._metrics = metrics
+        self._loop = asyncio.get_running_loop()
+        self._pending: list[tuple[WriteJob, asyncio.Future[WriteJob]]] = []
+        self._pending_size = 0
+        self._first_pending = 0.0
+        self._has_pending = asyncio.Event()
+        self._is_full = asyncio.Event()
+        self._new_data = asyncio.Event()
+        self._closing = False
+        self.healthy = True
+        """False after a failed commit, until the next commit succeeds."""
+        self._readers: dict[str, sqlite3.Connection] = {}
+        self._oldest_unsent: dict[str, int | None] = {}
+        self._committer = asyncio.create_task(self._commit_loop(), name="buffer-committer")
+        metrics.buffer_rows.set(writer.rows)
+
+    @classmethod
+    async def open(cls, path: str, config: BufferConfig, metrics: Metrics) -> Buffer:
+        """Open or create the database; raise :class:`BufferError` naming ``path`` if unusable."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="buffer-writer")
+        loop = asyncio.get_running_loop()
+
+        def opener() -> BufferWriter:
+            conn = connect_writer(path)
+            try:
+                return BufferWriter(path, conn, config.max_bytes)
+            except sqlite3.Error as exc:
+                conn.close()
+                raise BufferError(f"buffer {path}: not a usable buffer database ({exc})") from None
+
+        try:
+            writer = await loop.run_in_executor(pool, opener)
+        except BaseException:
+            pool.shutdown(wait=False)
+            raise
+        log.info("buffer_opened", path=path, rows=writer.rows, head_seq=writer.head_seq)
+        return cls(writer, pool, config, metrics)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
+        """Store readings and events durably; return after the commit.
+
+        Raises :class:`BufferError` when the commit failed (disk full...): then
+        nothing of this call is stored and the caller must not acknowledge.
+        """
+        await self.submit(WriteJob(readings=readings, events=events))
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        """Queue a job for the next group commit, in call order; the future resolves after it.
+
+        Jobs commit in the order they were submitted, so a caller may submit
+        several and await them later (the concentrator ingest does).
+        """
+        if self._closing:
+            raise BufferError(f"buffer {self.path}: closed")
+        fut: asyncio.Future[WriteJob] = self._loop.create_future()
+        if not self._pending:
+            self._first_pending = time.monotonic()
+        self._pending.append((job, fut))
+        self._pending_size += job.size()
+        self._has_pending.set()
+        if self._pending_size >= self._config.commit_max_rows:
+            self._is_full.set()
+        return fut
+
+    async def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
+        """Keep refused things for inspection (committed on return)."""
+        await self.submit(WriteJob(quarantine=entries))
+
+    def advance(
+        self, sink: str, upto: int, quarantine: Sequence[QuarantineEntry] = ()
+    ) -> asyncio.Future[WriteJob]:
+        """Move ``sink``'s cursor to ``upto`` at the next commit, quarantining what it refused."""
+        return self.submit(WriteJob(quarantine=quarantine, cursor=(sink, upto)))
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._has_pending.clear()
+                await self._has_pending.wait()  # set by submit, and by close
+                continue
+            linger = self._config.commit_interval - (time.monotonic() - self._first_pending)
+            if (
+                self._pending_size < self._config.commit_max_rows
+                and linger > 0
+                and not self._closing
+            ):
+                with contextlib.suppress(TimeoutError):
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
+                    async with asyncio.timeout(linger):
+                        await self._is_full.wait()
+            group, self._pending = self._pending, []
+            self._pending_size = 0
+            self._is_full.clear()
+            await self._commit(group)
+
+    async def _commit(self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]]) -> None:
+        jobs = [job for job, _ in group]
+        started = time.perf_counter()
+        try:
+            dropped = await self._loop.run_in_executor(self._pool, self._writer.apply, jobs)
+        except Exception as exc:  # the daemon lives on; every caller hears "not accepted"
+            err = exc if isinstance(exc, BufferError) else BufferError(f"buffer {self.path}: {exc}")
+            log.error("buffer_commit_failed", path=self.path, jobs=len(jobs), error=str(err))
+            self.healthy = False
+            # Jobs already waiting were submitted before anyone could know: fail them too,
+            # so that no later job commits ahead of a failed one (the ingest resubmits in
+            # arrival order, and a concentrator's seq must be stored in that order).
+            waiting, self._pending = self._pending, []
+            self._pending_size = 0
+            for _, fut in (*group, *waiting):
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        self.healthy = True
+        m = self._metrics
+        m.buffer_commit_seconds.observe(time.perf_counter() - started)
+        for job, fut in group:
+            if job.outcome is Outcome.ACCEPTED:
+                self._count(job)
+            if not fut.done():
+                fut.set_result(job)
+        if dropped:
+            m.buffer_dropped.inc(dropped)
+            log.warning(
+                "buffer_cap_dropped", path=self.path, rows=dropped, max_bytes=self._config.max_bytes
+            )
+        m.buffer_rows.set(self._writer.rows)
+        head = self._writer.head_seq
+        for sink, cursor in self._writer.cursors.items():
+            m.buffer_depth.labels(sink=sink).set(
+                max(0, head - max(cursor, self._writer.oldest_seq - 1))
+            )
+        self._new_data.set()
+        self._new_data = asyncio.Event()
+
+    def _count(self, job: WriteJob) -> None:
+        m = self._metrics
+        if job.readings:
+            first = job.readings[0].ts_source
+            origin = "concentrator" if first is TimeSource.CONCENTRATOR else "poll"
+            m.readings_accepted.labels(origin=origin).inc(len(job.readings))
+            for r in job.readings:
+                if r.quality:
+                    for name in r.quality.names():
+                        m.readings_flagged.labels(flag=name).inc()
+        if job.rows:
+            m.readings_accepted.labels(origin="concentrator").inc(len(job.rows))
+            for row in job.rows:
+                if row[8]:
+                    for name in Quality(row[8]).names():
+                        m.readings_flagged.labels(flag=name).inc()
+        for e in (*job.events, *job.generated):
+            m.events.labels(kind=e.kind.value).inc()
+
+    # -- reading -----------------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        """Last committed sequence."""
+        return self._writer.head_seq
+
+    async def register_sink(self, sink: str) -> int:
+        """Give ``sink`` a durable cursor if it has none; return the cursor."""
+        cursor = await self._loop.run_in_executor(self._pool, self._writer.register_sink, sink)
+        self._metrics.buffer_depth.labels(sink=sink).set(0)
+        return cursor
+
+    async def forget_sink(self, sink: str) -> None:
+        """Drop ``sink``'s cursor (a sink removed from the config no longer holds rows)."""
+        await self._loop.run_in_executor(self._pool, self._writer.forget_sink, sink)
+
+    async def read(self, sink: str, after: int, limit: int) -> Batch:
+        """Up to ``limit`` readings (and the events among them) after sequence ``after``."""
+        conn = self._readers.get(sink)
+        if conn is None:
+            conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
+        batch = await asyncio.to_thread(_read_batch, conn, after, limit)
+        self._oldest_unsent[sink] = batch.oldest_received_ms
+        return batch
+
+    async def wait_for_data(self, after: int, within: float) -> bool:
+        """Wait up to ``within`` seconds for a commit after ``after``; False if none came."""
+        deadline = time.monotonic() + within
+        while self._writer.head_seq <= after:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._new_data.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    def stats(self) -> BufferStats:
+        """A snapshot for ``/status``; cheap (no query)."""
+        w = self._writer
+        sinks = {
+            sink: SinkStats(
+                cursor=cursor,
+                depth=max(0, w.head_seq - max(cursor, w.oldest_seq - 1)),
+                oldest_unsent_ms=self._oldest_unsent.get(sink),
+            )
+            for sink, cursor in w.cursors.items()
+        }
+        return BufferStats(
+            path=self.path,
+            rows=w.rows,
+            bytes=w.bytes,
+            head_seq=w.head_seq,
+            sinks=sinks,
+            dropped=w.dropped,
+            quarantined=w.quarantined,
+            commits=w.commits,
+        )
+
+    async def close(self) -> None:
+        """Commit what is pending, then close every connection."""
+        if self._closing:
+            return
+        self._closing = True
+        self._has_pending.set()
+        self._is_full.set()  # cut a linger short: commit what is pending now
+        try:
+            await self._committer
+        finally:
+            for conn in self._readers.values():
+                conn.close()
+            await self._loop.run_in_executor(self._pool, self._writer.close)
+            self._pool.shutdown(wait=True)
+            log.info("buffer_closed", path=self.path)

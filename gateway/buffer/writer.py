@@ -1,0 +1,392 @@
+"""The writing side of the buffer: runs only on the buffer's writer thread.
+
+Everything here is synchronous SQLite work on the one writer connection. The
+asyncio side (:mod:`gateway.buffer.store`) hands it groups of jobs; each group
+is one transaction, so one fsync covers every job in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues
+from gateway.buffer.schema import BufferError
+from gateway.model import Event, EventKind, Reading
+
+MAINTAIN_EVERY_S = 1.0
+"""How often pruning and the disk-cap check run (they need a few queries each)."""
+PRUNE_CHUNK = 200_000
+"""Most rows deleted per maintenance pass, so a long catch-up never stalls commits."""
+CAP_TARGET = 0.9
+"""Past ``max_bytes``, drop oldest rows until the data fits in this share of it."""
+QUARANTINE_KEEP = 10_000
+"""Entries kept in the quarantine table; the oldest go first."""
+QUARANTINE_PAYLOAD_MAX = 64 * 1024
+"""Bytes of a rejected payload kept for inspection."""
+
+
+class Outcome(enum.Enum):
+    """What became of one job."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    """A concentrator message seen before: nothing stored, safe to acknowledge."""
+
+
+@dataclass(slots=True)
+class WriteJob:
+    """One caller's contribution to a group commit."""
+
+    readings: Sequence[Reading] = ()
+    events: Sequence[Event] = ()
+    rows: Sequence[ReadingValues] = ()
+    """Readings already in column form (the concentrator ingest's lean path)."""
+    mark: ConcentratorMark | None = None
+    quarantine: Sequence[QuarantineEntry] = ()
+    cursor: tuple[str, int] | None = None
+    outcome: Outcome = Outcome.ACCEPTED
+    generated: list[Event] = field(default_factory=list)
+    """Events the writer added (network gap, counter restart)."""
+
+    def size(self) -> int:
+        return len(self.readings) + len(self.rows) + len(self.events) + len(self.quarantine) + 1
+
+
+def decimal_text(value: object) -> str:
+    """The exact decimal text of a value, never in exponent notation."""
+    text = str(value)
+    if "E" in text or "e" in text:
+        text = format(value, "f")
+    return text
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class BufferWriter:
+    """Owns the writer connection and the state that only commits change."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, max_bytes: int) -> None:
+        self.path = path
+        self.conn = conn
+        self.max_bytes = max_bytes
+        q = conn.execute
+        heads = [
+            q("SELECT max(seq) FROM readings").fetchone()[0],
+            q("SELECT max(seq) FROM events").fetchone()[0],
+            q("SELECT value FROM meta WHERE name='head'").fetchone(),
+            q("SELECT max(seq) FROM cursors").fetchone()[0],
+        ]
+        head = max(int(h[0] if isinstance(h, tuple) else h) for h in [*heads, 0] if h is not None)
+        self.head_seq = head
+        oldest = [
+            q("SELECT min(seq) FROM readings").fetchone()[0],
+            q("SELECT min(seq) FROM events").fetchone()[0],
+        ]
+        self.oldest_seq = min((int(o) for o in oldest if o is not None), default=head + 1)
+        self.rows = int(q("SELECT count(*) FROM readings").fetchone()[0]) + int(
+            q("SELECT count(*) FROM events").fetchone()[0]
+        )
+        self.cursors: dict[str, int] = {
+            str(s): int(c) for s, c in q("SELECT sink, seq FROM cursors").fetchall()
+        }
+        self.marks: dict[str, tuple[int, int]] = {
+            str(g): (int(s), int(t)) for g, s, t in q("SELECT gw, seq, ts_ms FROM concentrators")
+        }
+        dropped = q("SELECT value FROM meta WHERE name='dropped'").fetchone()
+        self.dropped = int(dropped[0]) if dropped else 0
+        self.quarantined = int(q("SELECT count(*) FROM quarantine").fetchone()[0])
+        self.commits = 0
+        self.bytes = self._file_bytes()
+        self._last_maintain = 0.0
+
+    # -- group commit ------------------------------------------------------------------
+
+    def apply(self, jobs: Sequence[WriteJob]) -> int:
+        """Store every job in one transaction; return rows dropped by the cap (0 mostly).
+
+        On failure nothing of the group is stored and :class:`BufferError` is
+        raised: no caller may treat its data as accepted.
+        """
+        seq = self.head_seq
+        marks = dict(self.marks)
+        cursors = dict(self.cursors)
+        reading_rows: list[tuple[object, ...]] = []
+        event_rows: list[tuple[object, ...]] = []
+        quarantine_rows: list[tuple[object, ...]] = []
+        mark_rows: dict[str, tuple[int, int]] = {}
+        now = _now_ms()
+        for job in jobs:
+            job.generated = []
+            job.outcome = Outcome.ACCEPTED
+            if job.mark is not None:
+                if not self._check_mark(job, marks, now):
+                    continue
+                marks[job.mark.gw] = mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
+            for r in job.readings:
+                seq += 1
+                reading_rows.append(
+                    (
+                        seq,
+                        r.meter,
+                        r.key,
+                        decimal_text(r.value),
+                        r.unit,
+                        r.ts_ms,
+                        r.ts_source.value,
+                        r.received_ms,
+                        r.source,
+                        int(r.quality),
+                        r.interval_s,
+                    )
+                )
+            for values in job.rows:
+                seq += 1
+                reading_rows.append((seq, *values))
+            for e in (*job.events, *job.generated):
+                seq += 1
+                event_rows.append(
+                    (seq, e.kind.value, e.ts_ms, e.subject, e.reason, orjson.dumps(dict(e.detail)))
+                )
+            for qe in job.quarantine:
+                quarantine_rows.append(
+                    (
+                        now,
+                        qe.origin,
+                        qe.subject,
+                        qe.seq,
+                        qe.reason,
+                        qe.payload[:QUARANTINE_PAYLOAD_MAX],
+                    )
+                )
+            if job.cursor is not None:
+                sink, upto = job.cursor
+                cursors[sink] = max(cursors.get(sink, upto), upto)
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            if reading_rows:
+                c.executemany("INSERT INTO readings VALUES (?,?,?,?,?,?,?,?,?,?,?)", reading_rows)
+            if event_rows:
+                c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", event_rows)
+            if quarantine_rows:
+                c.executemany(
+                    "INSERT INTO quarantine(ts_ms, origin, subject, seq, reason, payload) "
+                    "VALUES (?,?,?,?,?,?)",
+                    quarantine_rows,
+                )
+            if mark_rows:
+                c.executemany(
+                    "INSERT OR REPLACE INTO concentrators(gw, seq, ts_ms) VALUES (?,?,?)",
+                    [(g, s, t) for g, (s, t) in mark_rows.items()],
+                )
+            moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
+            if moved:
+                c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise BufferError(f"buffer {self.path}: commit failed: {exc}") from None
+        self.head_seq = seq
+        self.marks = marks
+        self.cursors = cursors
+        self.rows += len(reading_rows) + len(event_rows)
+        self.quarantined += len(quarantine_rows)
+        self.commits += 1
+        if time.monotonic() - self._last_maintain >= MAINTAIN_EVERY_S:
+            return self.maintain()
+        return 0
+
+    def _check_mark(self, job: WriteJob, marks: dict[str, tuple[int, int]], now: int) -> bool:
+        """Drop repeats; note gaps and restarts of a concentrator's ``seq``."""
+        mark = job.mark
+        assert mark is not None
+        prev = marks.get(mark.gw)
+        if prev is None:
+            return True
+        last_seq, last_ts = prev
+        detail: dict[str, str | int | float | bool | None] = {
+            "topic": mark.topic,
+            "previous_seq": last_seq,
+            "seq": mark.seq,
+        }
+        if mark.seq <= last_seq:
+            if mark.ts_ms <= last_ts:
+                job.outcome = Outcome.DUPLICATE
+                return False
+            # Lower seq but a newer batch time: the concentrator restarted its counter.
+            job.generated.append(
+                Event(
+                    EventKind.COUNTER_RESET,
+                    now,
+                    mark.gw,
+                    f"concentrator seq restarted at {mark.seq} after {last_seq}",
+                    detail,
+                )
+            )
+        elif mark.seq > last_seq + 1:
+            first, last = last_seq + 1, mark.seq - 1
+            job.generated.append(
+                Event(
+                    EventKind.NETWORK_GAP,
+                    now,
+                    mark.gw,
+                    f"missing seq {first}..{last}" if last > first else f"missing seq {first}",
+                    {**detail, "missing_first": first, "missing_last": last},
+                )
+            )
+        return True
+
+    def _rollback(self) -> None:
+        # No transaction may be open when the BEGIN itself failed.
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+
+    # -- sinks -------------------------------------------------------------------------
+
+    def register_sink(self, sink: str) -> int:
+        """Give ``sink`` a cursor (a new sink starts at the oldest row held)."""
+        if sink not in self.cursors:
+            start = self.oldest_seq - 1
+            try:
+                self.conn.execute("INSERT INTO cursors(sink, seq) VALUES (?, ?)", (sink, start))
+            except sqlite3.Error as exc:
+                raise BufferError(
+                    f"buffer {self.path}: cannot register sink {sink}: {exc}"
+                ) from None
+            self.cursors[sink] = start
+        return self.cursors[sink]
+
+    def forget_sink(self, sink: str) -> None:
+        """Remove a sink's cursor, so that it no longer holds rows back."""
+        try:
+            self.conn.execute("DELETE FROM cursors WHERE sink=?", (sink,))
+        except sqlite3.Error as exc:
+            raise BufferError(f"buffer {self.path}: cannot forget sink {sink}: {exc}") from None
+        self.cursors.pop(sink, None)
+
+    # -- retention ---------------------------------------------------------------------
+
+    def maintain(self) -> int:
+        """Delete rows every sink has passed; enforce ``max_bytes``. Return rows dropped."""
+        self._last_maintain = time.monotonic()
+        dropped = 0
+        try:
+            if self.cursors:
+                done = min(self.cursors.values())
+                if done >= self.oldest_seq:
+                    self._delete_upto(min(done, self.oldest_seq + PRUNE_CHUNK - 1))
+            used = self._used_bytes()
+            if used > self.max_bytes and self.rows > 0:
+                dropped = self._drop_oldest(used)
+            if self.quarantined > QUARANTINE_KEEP:
+                self.conn.execute(
+                    "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?",
+                    (QUARANTINE_KEEP,),
+                )
+                self.quarantined = int(
+                    self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+                )
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise BufferError(f"buffer {self.path}: maintenance failed: {exc}") from None
+        self.bytes = self._file_bytes()
+        return dropped
+
+    def _delete_upto(self, upto: int, event: Event | None = None) -> int:
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        n = c.execute("DELETE FROM readings WHERE seq <= ?", (upto,)).rowcount
+        n += c.execute("DELETE FROM events WHERE seq <= ?", (upto,)).rowcount
+        # Remember the head so that sequences never go back, even with every row gone.
+        c.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('head', ?)", (self.head_seq,))
+        if event is not None:
+            self.dropped += n
+            c.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES ('dropped', ?)", (self.dropped,)
+            )
+            self.head_seq += 1
+            c.execute(
+                "INSERT INTO events VALUES (?,?,?,?,?,?)",
+                (
+                    self.head_seq,
+                    event.kind.value,
+                    event.ts_ms,
+                    event.subject,
+                    event.reason,
+                    orjson.dumps({**event.detail, "rows": n}),
+                ),
+            )
+            self.rows += 1
+        c.execute("COMMIT")
+        self.rows -= n
+        self.oldest_seq = upto + 1
+        return n
+
+    def _drop_oldest(self, used: int) -> int:
+        share = (used - self.max_bytes * CAP_TARGET) / used
+        k = max(1, math.ceil(self.rows * share))
+        row = self.conn.execute(
+            "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (k - 1,)
+        ).fetchone()
+        upto = int(row[0]) if row else self.head_seq
+        behind = {s: max(0, upto - max(c, self.oldest_seq - 1)) for s, c in self.cursors.items()}
+        event = Event(
+            EventKind.BUFFER_CAP_DROPPED,
+            _now_ms(),
+            "buffer",
+            f"disk budget of {self.max_bytes} bytes reached: dropped the oldest rows "
+            f"up to seq {upto}",
+            {
+                "path": self.path,
+                "max_bytes": self.max_bytes,
+                "used_bytes": used,
+                "first_seq": self.oldest_seq,
+                "last_seq": upto,
+                **{f"undelivered_{s}": n for s, n in behind.items()},
+            },
+        )
+        return self._delete_upto(upto, event)
+
+    def _used_bytes(self) -> int:
+        q = self.conn.execute
+        pages = int(q("PRAGMA page_count").fetchone()[0]) - int(
+            q("PRAGMA freelist_count").fetchone()[0]
+        )
+        return pages * int(q("PRAGMA page_size").fetchone()[0])
+
+    def _file_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(self.path + suffix)
+        return total
+
+    def close(self) -> None:
+        # A busy reader keeps the log; the next open replays it.
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.close()
+
+
+class JobStore(Protocol):
+    """Ordered submission of write jobs: the buffer, and what stands in front of it."""
+
+    @property
+    def healthy(self) -> bool:
+        """False after a failed commit (new messages then wait behind the failed ones)."""
+        ...
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]: ...

@@ -1,0 +1,127 @@
+"""InfluxDB v2 write API sink (InfluxDB 2.x, VictoriaMetrics, anything that speaks it).
+
+influxdb-client's synchronous ``WriteApi`` runs in a worker thread, given one
+pre-joined line-protocol string per batch: that is its fastest path (a list of
+lines or ``Point`` objects is 3-15x slower, see library-notes.md), the event
+loop stays free for ingest and commits while a large POST or a slow server is
+waited on, and the synchronous API does no retrying or batching of its own, so
+every retry decision is ours. Errors, by HTTP status:
+
+- no connection, 5xx, 429: :class:`SinkUnavailable` (429/503 with Retry-After);
+- 400, 413, 422: the batch is split in halves until the refused points are
+  alone; only those are reported as rejected (quarantined), the rest written;
+- 401, 403: :class:`SinkAuthError` (alarm; the data stays buffered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import urllib3
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
+from influxdb_client.rest import ApiException
+
+from gateway.buffer import Batch
+from gateway.config.model import Config
+from gateway.config.northbound import InfluxSinkConfig
+from gateway.forward.lineproto import event_lines, reading_lines
+from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
+from gateway.metrics import Metrics
+
+_MS: Any = WritePrecision.MS  # a str constant the library's annotations call an enum
+_SPLIT = frozenset({400, 413, 422})
+_AUTH = frozenset({401, 403})
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _retry_after(exc: ApiException) -> float | None:
+    raw = getattr(exc, "retry_after", None)
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class InfluxSink:
+    """Writes readings (measurement from config) and events (``metergw_event``)."""
+
+    def __init__(self, config: InfluxSinkConfig, metrics: Metrics, name: str = "influx") -> None:
+        self.name = name
+        self.batch_size = config.batch_size
+        self.flush_interval = config.flush_interval
+        self._config = config
+        self._metrics = metrics
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=config.token.get_secret_value(),
+            org=config.org,
+            timeout=int(config.timeout * 1000),
+        )
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Metrics) -> InfluxSink | None:
+        """The ``[sinks.influx]`` sink, or None when it is not configured."""
+        return None if config.sinks.influx is None else cls(config.sinks.influx, metrics)
+
+    def _post(self, body: str) -> None:
+        try:
+            self._api.write(
+                bucket=self._config.bucket,
+                org=self._config.org,
+                record=body,
+                write_precision=_MS,
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            message = str(getattr(exc, "message", "") or exc.reason or "")[:300]
+            if status in _SPLIT:
+                raise _Refused(f"HTTP {status}: {message}") from None
+            if status in _AUTH:
+                raise SinkAuthError(f"{self._config.url}: HTTP {status}: {message}") from None
+            kind = "throttled" if status == 429 else f"http_{status // 100}xx" if status else "io"
+            raise SinkUnavailable(
+                f"{self._config.url}: HTTP {status}: {message}", _retry_after(exc), kind
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SinkUnavailable(f"{self._config.url}: {exc}", None, "connection") from None
+
+    async def write(self, batch: Batch) -> WriteResult:
+        """Write the batch as one request; bisect around points the server refuses."""
+        lines = reading_lines(self._config.measurement, batch.readings)
+        seqs: list[int] = [r[0] for r in batch.readings]
+        if batch.events:
+            lines += event_lines(batch.events)
+            seqs += [e[0] for e in batch.events]
+        if not lines:
+            return WriteResult(0)
+        rejected: dict[int, str] = {}
+        await self._write_part(lines, seqs, rejected)
+        return WriteResult(len(lines) - len(rejected), rejected)
+
+    async def _write_part(
+        self, lines: list[str], seqs: list[int], rejected: dict[int, str]
+    ) -> None:
+        try:
+            await asyncio.to_thread(self._post, "\n".join(lines))
+        except _Refused as exc:
+            if len(lines) == 1:
+                rejected[seqs[0]] = exc.reason
+                return
+            self._metrics.sink_errors.labels(sink=self.name, kind="refused").inc()
+            half = len(lines) // 2
+            await self._write_part(lines[:half], seqs[:half], rejected)
+            await self._write_part(lines[half:], seqs[half:], rejected)
+
+    async def close(self) -> None:
+        """Close the HTTP pool."""
+        client: Any = self._client
+        await asyncio.to_thread(client.close)

@@ -1,0 +1,126 @@
+"""MQTT northbound sink: readings as JSON to a topic tree, QoS 1.
+
+Readings are batched per message (up to ``batch_size`` readings) on
+``{topic_prefix}/{gateway}/readings``; events go to
+``{topic_prefix}/{gateway}/events``. One message per reading would cost a
+broker round trip per reading (Mosquitto manages ~10-17k QoS 1 messages/s),
+and consumers of a gateway's stream want batches anyway. Values are the exact
+decimal text (a JSON string), so billing never sees a float. aiomqtt's
+``publish`` returns after the broker's PUBACK; the cursor moves only then.
+
+Payload: ``{"schema": "metergw.northbound/1", "gateway": ..., "readings":
+[{"seq", "meter", "key", "value", "unit", "ts_ms", "ts_source", "received_ms",
+"source", "quality": [flag names], "interval_s"}]}`` (``events`` likewise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiomqtt
+import orjson
+
+from gateway.buffer import Batch
+from gateway.buffer.rows import EVENT_COLUMNS, READING_COLUMNS
+from gateway.config.model import Config
+from gateway.config.northbound import MqttSinkConfig
+from gateway.forward.sink import SinkUnavailable, WriteResult
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.model import Quality
+
+log = get_logger("forward")
+
+NORTHBOUND_SCHEMA = "metergw.northbound/1"
+
+
+class MqttSink:
+    """Publishes batches to the northbound broker and waits for each PUBACK."""
+
+    def __init__(self, config: MqttSinkConfig, gateway: str, name: str = "mqtt") -> None:
+        self.name = name
+        self.batch_size = config.batch_size * 8
+        self.flush_interval = config.flush_interval
+        self._per_message = config.batch_size
+        self._config = config
+        self._gateway = gateway
+        self._topic = f"{config.topic_prefix.rstrip('/')}/{gateway}"
+        self._client: aiomqtt.Client | None = None
+        self._quality: dict[int, list[str]] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, metrics: Metrics) -> MqttSink | None:
+        """The ``[sinks.mqtt]`` sink, or None when it is not configured."""
+        mqtt = config.sinks.mqtt
+        return None if mqtt is None else cls(mqtt, config.gateway.name)
+
+    async def _connect(self) -> aiomqtt.Client:
+        if self._client is not None:
+            return self._client
+        b = self._config.broker
+        url = urlsplit(b.url)
+        tls = url.scheme == "mqtts"
+        client = aiomqtt.Client(
+            url.hostname or "localhost",
+            url.port or (8883 if tls else 1883),
+            username=b.username,
+            password=b.password.get_secret_value() if b.password else None,
+            identifier=b.client_id or f"metergw-{self._gateway}-northbound",
+            keepalive=b.keepalive,
+            tls_context=ssl.create_default_context() if tls else None,
+            timeout=10.0,
+        )
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise SinkUnavailable(f"{b.url}: {exc}", None, "connection") from None
+        self._client = client
+        return client
+
+    async def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError:
+                log.debug("northbound_close_failed", broker=self._config.broker.url)
+
+    def _reading(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        d = dict(zip(READING_COLUMNS, row, strict=True))
+        bits = d["quality"]
+        names = self._quality.get(bits)
+        if names is None:
+            names = self._quality[bits] = Quality(bits).names()
+        d["quality"] = names
+        return d
+
+    async def write(self, batch: Batch) -> WriteResult:
+        """Publish the batch in messages of ``batch_size`` readings; return after every PUBACK."""
+        client = await self._connect()
+        messages: list[tuple[str, bytes]] = []
+        n = self._per_message
+        for i in range(0, len(batch.readings), n):
+            part = [self._reading(r) for r in batch.readings[i : i + n]]
+            body = {"schema": NORTHBOUND_SCHEMA, "gateway": self._gateway, "readings": part}
+            messages.append((f"{self._topic}/readings", orjson.dumps(body)))
+        if batch.events:
+            events = []
+            for row in batch.events:
+                e = dict(zip(EVENT_COLUMNS, row, strict=True))
+                e["detail"] = orjson.Fragment(row[5])  # stored as JSON already
+                events.append(e)
+            body = {"schema": NORTHBOUND_SCHEMA, "gateway": self._gateway, "events": events}
+            messages.append((f"{self._topic}/events", orjson.dumps(body)))
+        try:
+            await asyncio.gather(*(client.publish(t, p, qos=1, timeout=30) for t, p in messages))
+        except aiomqtt.MqttError as exc:
+            await self._drop()
+            raise SinkUnavailable(f"{self._config.broker.url}: {exc}", None, "connection") from None
+        return WriteResult(len(batch))
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._drop()

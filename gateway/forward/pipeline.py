@@ -1,0 +1,73 @@
+"""A minimal runner of the store-and-forward path: buffer, ingest, forwarders.
+
+``python -m gateway.forward.pipeline -c FILE`` runs it as its own process, so
+tests and benchmarks can kill it (``kill -9``) mid-flight. The daemon
+(:mod:`gateway.daemon`) is the real entry point and wires the same parts
+together with polling, status and the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from gateway.buffer import Buffer
+from gateway.config import Config, ConfigError, load_config
+from gateway.forward.forwarder import Forwarder
+from gateway.forward.registry import build_sinks
+from gateway.ingest import ConcentratorIngest
+from gateway.logs import configure
+from gateway.metrics import Metrics
+
+
+async def run_pipeline(config: Config, metrics: Metrics | None = None) -> None:
+    """Open the buffer, start ingest and one forwarder per sink; run until cancelled."""
+    metrics = metrics or Metrics()
+    sinks = build_sinks(config, metrics)
+    async with await Buffer.open(config.buffer_path(), config.buffer, metrics) as buf:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for sink in sinks:
+                    tg.create_task(Forwarder(buf, sink, metrics).run(), name=f"fw-{sink.name}")
+                if config.ingest is not None:
+                    ingest = ConcentratorIngest(
+                        config.ingest, buf, metrics, gateway_name=config.gateway.name
+                    )
+                    tg.create_task(ingest.run(), name="ingest")
+        finally:
+            for sink in sinks:
+                await sink.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the pipeline from a config file until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="python -m gateway.forward.pipeline")
+    parser.add_argument("-c", "--config", required=True, help="the TOML config file")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    lg = config.logging
+    configure(level=lg.level, fmt=lg.format, components=lg.components, stream=sys.stderr)
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if task is not None:
+                loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_pipeline(config)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

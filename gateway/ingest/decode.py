@@ -1,0 +1,208 @@
+"""Concentrator payload -> readings, with the schema's rules and a fast path.
+
+Validation is the schema's (:mod:`protocols.concentrator`). Running pydantic on
+every message costs more than the whole rest of the ingest path, so a lean
+checker built on orjson handles the common, plainly valid shape; it accepts
+only what the pydantic model accepts (a property test holds it to that). What
+the lean checker does not recognise goes to ``parse_readings``, which either
+accepts it (lax forms such as numbers in strings) or gives the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from gateway.buffer import ConcentratorMark, ReadingValues
+from gateway.buffer.writer import decimal_text
+from gateway.model import Quality, Reading, TimeSource
+from protocols.concentrator import (
+    READINGS_SCHEMA,
+    PayloadError,
+    ReadingsBatch,
+    gw_from_topic,
+    parse_readings,
+)
+from protocols.quantities import QUANTITIES
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
+_ADDR = re.compile(r"[0-9A-Za-z_.:-]+")
+_PROTOS = frozenset({"dlt645-2007", "dlt645-1997", "modbus", "other"})
+_TOP_KEYS = frozenset({"schema", "gw", "seq", "ts", "readings"})
+_READING_KEYS = frozenset({"meter", "ts", "points"})
+_METER_KEYS = frozenset({"addr", "proto", "port"})
+_POINT_KEYS = frozenset({"id", "key", "v", "u", "q"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A valid message: where it stands in its concentrator's sequence, and its readings.
+
+    ``rows`` are the readings in the buffer's column form (value as exact
+    decimal text), built straight from the JSON: making a ``Reading`` object
+    per value would cost more than validating and storing it.
+    """
+
+    mark: ConcentratorMark
+    rows: list[ReadingValues]
+
+    def readings(self) -> list[Reading]:
+        """The same readings as :class:`~gateway.model.Reading` objects."""
+        return [
+            Reading(
+                meter, key, Decimal(value), unit, ts, TimeSource(tsrc), recv, src, Quality(q), iv
+            )
+            for meter, key, value, unit, ts, tsrc, recv, src, q, iv in self.rows
+        ]
+
+
+class _NotLean(Exception):
+    """The lean checker does not vouch for this payload; pydantic decides."""
+
+
+def _ms(dt: datetime) -> int:
+    return (dt - _EPOCH) // _MS
+
+
+def _value(v: Any) -> str:
+    # The decimal text of the Decimal pydantic makes of a JSON number: the float's
+    # shortest repr, integral floats as integers, never exponent notation.
+    if type(v) is int:
+        return str(v)
+    # orjson reads integers beyond 64 bits as floats: leave those to pydantic, which keeps them.
+    if type(v) is float and math.isfinite(v) and abs(v) < 2.0**53:
+        if v.is_integer():
+            return str(int(v))
+        text = repr(v)
+        return format(Decimal(text), "f") if "e" in text else text
+    raise _NotLean
+
+
+def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
+    if type(obj) is not dict or obj.keys() != _TOP_KEYS:
+        raise _NotLean
+    gw, seq, ts, items = obj["gw"], obj["seq"], obj["ts"], obj["readings"]
+    if obj["schema"] != READINGS_SCHEMA or type(gw) is not str or not 0 < len(gw) <= 64:
+        raise _NotLean
+    if "/" in gw or "+" in gw or "#" in gw or type(seq) is not int or seq < 0:
+        raise _NotLean
+    if type(items) is not list or len(items) > 10_000:
+        raise _NotLean
+    stamps: dict[str, int] = {}
+
+    def stamp(text: Any) -> int:
+        if type(text) is not str:
+            raise _NotLean
+        ms = stamps.get(text)
+        if ms is None:
+            if not _TS.fullmatch(text):
+                raise _NotLean
+            ms = stamps[text] = _ms(datetime.fromisoformat(text))
+        return ms
+
+    batch_ms = stamp(ts)
+    out: list[ReadingValues] = []
+    append = out.append
+    conc = TimeSource.CONCENTRATOR.value
+    flagged = int(Quality.DEVICE_FLAGGED)
+    for item in items:
+        if type(item) is not dict or item.keys() != _READING_KEYS:
+            raise _NotLean
+        meter, points = item["meter"], item["points"]
+        if type(meter) is not dict or not meter.keys() <= _METER_KEYS:
+            raise _NotLean
+        addr, proto, port = meter.get("addr"), meter.get("proto"), meter.get("port")
+        if type(addr) is not str or not 0 < len(addr) <= 32 or not _ADDR.fullmatch(addr):
+            raise _NotLean
+        if type(proto) is not str or proto not in _PROTOS:
+            raise _NotLean
+        if not (port is None or (type(port) is str and len(port) <= 64)):
+            raise _NotLean
+        if type(points) is not list or not 0 < len(points) <= 512:
+            raise _NotLean
+        ts_ms = stamp(item["ts"])
+        meter_id = f"{proto}:{addr}"
+        for p in points:
+            if type(p) is not dict or not p.keys() <= _POINT_KEYS:
+                raise _NotLean
+            key, unit, q, pid = p.get("key"), p.get("u", ""), p.get("q", 0), p.get("id")
+            if type(key) is not str or key not in QUANTITIES or type(unit) is not str:
+                raise _NotLean
+            if len(unit) > 16 or type(q) is not int or not 0 <= q <= 255:
+                raise _NotLean
+            if not (pid is None or (type(pid) is str and len(pid) <= 16)):
+                raise _NotLean
+            append(
+                (
+                    meter_id,
+                    key,
+                    _value(p.get("v")),
+                    unit,
+                    ts_ms,
+                    conc,
+                    received_ms,
+                    topic,
+                    flagged if q else 0,
+                    None,
+                )
+            )
+    return Decoded(ConcentratorMark(gw, seq, batch_ms, topic), out)
+
+
+def _from_model(batch: ReadingsBatch, topic: str, received_ms: int) -> Decoded:
+    conc = TimeSource.CONCENTRATOR.value
+    flagged = int(Quality.DEVICE_FLAGGED)
+    out: list[ReadingValues] = [
+        (
+            f"{item.meter.proto}:{item.meter.addr}",
+            p.key,
+            decimal_text(p.v),
+            p.u,
+            _ms(item.ts),
+            conc,
+            received_ms,
+            topic,
+            flagged if p.q else 0,
+            None,
+        )
+        for item in batch.readings
+        for p in item.points
+    ]
+    return Decoded(ConcentratorMark(batch.gw, batch.seq, _ms(batch.ts), topic), out)
+
+
+def decode_message(
+    topic: str, payload: bytes, received_ms: int, max_bytes: int = 1024 * 1024
+) -> Decoded:
+    """Validate one message from ``topic``; raise :class:`PayloadError` with the reason."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds max_payload_bytes {max_bytes}")
+    topic_gw = gw_from_topic(topic)
+    if topic_gw is None:
+        raise PayloadError(f"topic {topic!r} is not meters/v1/{{gw}}/readings")
+    try:
+        decoded = _lean(orjson.loads(payload), topic, received_ms)
+    except (_NotLean, orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
+        decoded = _from_model(parse_readings(payload), topic, received_ms)
+    if decoded.mark.gw != topic_gw:
+        raise PayloadError(f"gw {decoded.mark.gw!r} does not match the topic's {topic_gw!r}")
+    return decoded
+
+
+def reason_kind(reason: str) -> str:
+    """A short, bounded label for the rejection counter (the full reason goes to the log)."""
+    if reason.startswith("payload of"):
+        return "too_large"
+    if reason.startswith("topic") or reason.startswith("gw "):
+        return "topic"
+    if "JSON" in reason or "json" in reason:
+        return "json"
+    return "schema"

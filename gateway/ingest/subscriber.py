@@ -1,0 +1,267 @@
+"""Concentrator ingest: MQTT QoS 1 in, acknowledged only after the buffer commit.
+
+paho-mqtt 2.x is used directly because aiomqtt does not expose manual
+acknowledgement. Its network loop runs in paho's own thread (``loop_start``):
+that thread reads the socket, keeps the session alive and reconnects with
+backoff, independent of how busy the event loop is. Each message is handed
+to the event loop with ``call_soon_threadsafe``; decoding, the buffer submit
+and the acknowledgement happen there. ``Client.ack`` only queues a PUBACK
+packet under paho's own lock and wakes its loop through paho's socket pair
+(the same path a publish from another thread takes), so calling it from the
+event loop thread is safe.
+
+A PUBACK is sent only after the buffer has committed the message's readings
+(or its quarantine entry, for an invalid payload): an unacknowledged message
+is sent again by the broker after a reconnect (persistent session,
+``clean_session=False``, stable client id), and the repeat is recognised by
+its ``(gw, seq)`` and dropped. An ack is never sent on a later connection than
+the one the message came on: packet ids belong to a connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.buffer import JobStore, Outcome, QuarantineEntry, WriteJob
+from gateway.config.northbound import IngestConfig
+from gateway.ingest.decode import decode_message, reason_kind
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.model import Event, EventKind
+from protocols.concentrator import PayloadError, gw_from_topic
+
+log = get_logger("ingest")
+
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+WINDOW = 256
+"""Messages received but not yet committed, at most. When the window is full,
+paho's network thread waits before taking the next message, so TCP pushes back
+and the broker queues (it must: ``max_queued_messages 0``). Memory stays
+bounded however fast concentrators publish or however long the buffer fails."""
+
+
+@dataclass(order=True, slots=True)
+class _Message:
+    index: int
+    topic: str = field(compare=False)
+    payload: bytes = field(compare=False)
+    mid: int = field(compare=False)
+    qos: int = field(compare=False)
+    generation: int = field(compare=False)
+    received_ms: int = field(compare=False)
+    job: WriteJob | None = field(default=None, compare=False)
+    """Decoded once; a retry resubmits the same job."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ConcentratorIngest:
+    """Subscribes to concentrators and stores what they send; see the module docstring.
+
+    ``acceptor`` is the :class:`~gateway.buffer.Buffer` (it needs ordered
+    ``submit`` so that a message's ``seq`` is stored in the same transaction
+    as its readings).
+    """
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        acceptor: JobStore,
+        metrics: Metrics,
+        *,
+        gateway_name: str,
+    ) -> None:
+        self._config = config
+        self._store = acceptor
+        self._metrics = metrics
+        url = urlsplit(config.broker.url)
+        self._host = url.hostname or "localhost"
+        self._tls = url.scheme == "mqtts"
+        self._port = url.port or (8883 if self._tls else 1883)
+        self.client_id = config.broker.client_id or f"metergw-{gateway_name}-ingest"
+        self._generation = 0
+        self._index = 0
+        self._held: list[_Message] = []
+        self._failing = False
+        self._retry_task: asyncio.Task[None] | None = None
+        self._connected = False
+        self._window = threading.BoundedSemaphore(WINDOW)
+        self._stopping = False
+        self.received = 0
+        self.duplicates = 0
+        self.rejected = 0
+
+    @property
+    def connected(self) -> bool:
+        """True while the MQTT session is up."""
+        return self._connected
+
+    def _client(self, loop: asyncio.AbstractEventLoop) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=False,
+            manual_ack=True,
+            protocol=mqtt.MQTTv311,
+        )
+        b = self._config.broker
+        if b.username:
+            c.username_pw_set(b.username, b.password.get_secret_value() if b.password else None)
+        if self._tls:
+            c.tls_set_context(ssl.create_default_context())
+        c.reconnect_delay_set(min_delay=1, max_delay=30)
+        topics = [(t, 1) for t in self._config.topics]
+
+        def on_connect(client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            if rc.is_failure:
+                loop.call_soon_threadsafe(self._set_connected, False, str(rc))
+                return
+            self._generation += 1  # before any message of this connection arrives
+            client.subscribe(topics)
+            loop.call_soon_threadsafe(self._set_connected, True, "")
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            loop.call_soon_threadsafe(self._set_connected, False, str(rc))
+
+        def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+            while not self._window.acquire(timeout=1.0):  # released once committed
+                if self._stopping:
+                    return
+            payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
+            loop.call_soon_threadsafe(
+                self._on_message, m.topic, payload, m.mid, m.qos, self._generation
+            )
+
+        c.on_connect = on_connect
+        c.on_disconnect = on_disconnect
+        c.on_message = on_message
+        return c
+
+    async def run(self) -> None:
+        """Subscribe and ingest until cancelled (reconnecting with backoff)."""
+        loop = asyncio.get_running_loop()
+        self._mqtt = self._client(loop)
+        self._mqtt.connect_async(self._host, self._port, self._config.broker.keepalive)
+        self._mqtt.loop_start()
+        log.info("ingest_started", broker=self._config.broker.url, client_id=self.client_id)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._stopping = True
+            if self._retry_task is not None:
+                self._retry_task.cancel()
+            self._mqtt.disconnect()
+            await asyncio.to_thread(self._mqtt.loop_stop)
+            self._set_connected(False, "stopped")
+
+    def _set_connected(self, up: bool, reason: str) -> None:
+        if up != self._connected:
+            if up:
+                log.info("ingest_connected", broker=self._config.broker.url)
+            else:
+                log.warning("ingest_disconnected", broker=self._config.broker.url, reason=reason)
+        self._connected = up
+        gauge = getattr(self._metrics, "ingest_connected", None)
+        if gauge is not None:
+            gauge.set(1 if up else 0)
+
+    # -- per message, on the event loop ------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, gen: int) -> None:
+        self._index += 1
+        self.received += 1
+        msg = _Message(self._index, topic, payload, mid, qos, gen, _now_ms())
+        if self._failing or not self._store.healthy:
+            self._failing = True
+            self._hold(msg)
+        else:
+            self._submit(msg)
+
+    def _job(self, msg: _Message) -> WriteJob:
+        if msg.job is None:
+            msg.job = self._decode(msg)
+        return msg.job
+
+    def _decode(self, msg: _Message) -> WriteJob:
+        try:
+            d = decode_message(
+                msg.topic, msg.payload, msg.received_ms, self._config.max_payload_bytes
+            )
+        except PayloadError as exc:
+            return self._reject(msg, exc.reason)
+        return WriteJob(rows=d.rows, mark=d.mark)
+
+    def _reject(self, msg: _Message, reason: str) -> WriteJob:
+        self.rejected += 1
+        self._metrics.payloads_rejected.labels(reason=reason_kind(reason)).inc()
+        log.warning("payload_rejected", topic=msg.topic, bytes=len(msg.payload), reason=reason)
+        subject = gw_from_topic(msg.topic) or msg.topic
+        event = Event(
+            EventKind.PAYLOAD_REJECTED, msg.received_ms, subject, reason, {"topic": msg.topic}
+        )
+        entry = QuarantineEntry("ingest", msg.topic, reason, msg.payload)
+        return WriteJob(events=(event,), quarantine=(entry,))
+
+    def _submit(self, msg: _Message) -> None:
+        fut = self._store.submit(self._job(msg))
+        fut.add_done_callback(self._after(msg))
+
+    def _after(self, msg: _Message) -> Callable[[asyncio.Future[WriteJob]], None]:
+        def done(fut: asyncio.Future[WriteJob]) -> None:
+            if fut.cancelled() or fut.exception() is not None:
+                # Not stored: hold it (and everything after it) and retry in order.
+                self._failing = True
+                self._hold(msg)
+                return
+            if fut.result().outcome is Outcome.DUPLICATE:
+                self.duplicates += 1
+            self._ack(msg)
+
+        return done
+
+    def _ack(self, msg: _Message) -> None:
+        if msg.qos > 0 and msg.generation == self._generation:
+            self._mqtt.ack(msg.mid, msg.qos)
+        self._window.release()
+
+    def _hold(self, msg: _Message) -> None:
+        bisect.insort(self._held, msg)
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry())
+
+    async def _retry(self) -> None:
+        """Resubmit held messages in arrival order until the buffer takes them."""
+        delay = RETRY_MIN_S
+        while self._held:
+            log.warning("ingest_waiting_for_buffer", held=len(self._held), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            batch, self._held = self._held, []
+            futures = [(m, self._store.submit(self._job(m))) for m in batch]
+            failed = False
+            for m, fut in futures:
+                try:
+                    job = await fut
+                except Exception:
+                    failed = True
+                    bisect.insort(self._held, m)
+                    continue
+                if job.outcome is Outcome.DUPLICATE:
+                    self.duplicates += 1
+                self._ack(m)
+            delay = min(delay * 2, RETRY_MAX_S) if failed else RETRY_MIN_S
+        self._failing = False
+        log.info("ingest_buffer_recovered")

@@ -89,6 +89,26 @@ class Metrics:
         self.sink_quarantined = Counter(
             "metergw_sink_quarantined", "Points a sink refused for good", ["sink"], registry=r
         )
+        # Operations: what the daemon itself is and how it is doing.
+        self.build_info = Gauge(
+            "metergw_build_info",
+            "Always 1; the labels say which metergw and Python run",
+            ["version", "python"],
+            registry=r,
+        )
+        self.start_time = Gauge(
+            "metergw_start_time_seconds", "When the daemon started, Unix time", registry=r
+        )
+        self.ready = Gauge("metergw_ready", "1 when /readyz answers 200, else 0", registry=r)
+        self.buffer_oldest_unsent_age = Gauge(
+            "metergw_buffer_oldest_unsent_age_seconds",
+            "Age of the oldest reading a sink has not confirmed (0 when none)",
+            ["sink"],
+            registry=r,
+        )
+        self.ingest_connected = Gauge(
+            "metergw_ingest_connected", "1 while connected to the concentrator broker", registry=r
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -15,9 +15,13 @@ from types import ModuleType
 
 COMMANDS: dict[str, str] = {
     "check-config": "gateway.cli.check_config",
-    "decode": "gateway.cli.decode",
     "read": "gateway.cli.read",
     "scan": "gateway.cli.scan",
+    "decode": "gateway.cli.decode",
+    "run": "gateway.cli.run",
+    "status": "gateway.cli.status",
+    "schema": "gateway.cli.schema",
+    "query": "gateway.cli.query",
 }
 
 

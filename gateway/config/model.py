@@ -8,7 +8,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.config.base import Section
+from gateway.config.base import Duration, Section
 from gateway.config.northbound import BufferConfig, IngestConfig, SinksConfig
 from gateway.config.ops import HttpConfig, LoggingConfig
 from gateway.config.southbound import BusConfig, PollGroupConfig
@@ -30,16 +30,24 @@ class GatewaySection(Section):
     timezone: str = "Asia/Shanghai"
     """Default time zone of meter clocks (DL/T 645 meters keep local time)."""
     state_dir: str = "/var/lib/metergw"
+    """Where the buffer and other state live (the systemd unit's StateDirectory)."""
+    shutdown_timeout: Duration = 10.0
+    """On SIGTERM, the longest the daemon takes to commit, flush and close before it exits."""
 
     _tz = field_validator("timezone")(_check_timezone)
 
 
 class EmbeddedBrokerConfig(Section):
-    """``[embedded_broker]``: an in-process MQTT broker, for the demo only."""
+    """``[embedded_broker]``: an in-process MQTT broker (amqtt), for the demo only.
+
+    Production boxes use Mosquitto or EMQX, which keep sessions and queue
+    QoS 1 messages across restarts.
+    """
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=0, le=65535)
+    """Listen address; anonymous clients are allowed, so keep it on loopback."""
+    port: int = Field(default=1883, ge=1, le=65535)
 
 
 class Config(Section):

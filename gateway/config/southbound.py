@@ -13,7 +13,7 @@ from gateway.config.base import Duration, Section
 from protocols.quantities import QUANTITIES
 
 Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
-_ADDRESS = re.compile(r"^[0-9]{12}$")
+_ADDRESS = re.compile(r"[0-9]{12}")
 
 
 class SerialLink(Section):
@@ -52,7 +52,7 @@ class MeterConfig(Section):
 
     @model_validator(mode="after")
     def _check_address(self) -> Self:
-        if self.address is not None and not _ADDRESS.match(self.address):
+        if self.address is not None and not _ADDRESS.fullmatch(self.address):
             raise ValueError(f"address {self.address!r} must be 12 decimal digits")
         return self
 

@@ -17,6 +17,7 @@ from drivers.errors import DeviceError, FrameError, Timeout
 from drivers.transport.base import StreamTransport
 from protocols.dlt645 import (
     WAKEUP,
+    WILDCARD_ADDRESS,
     AddressReply,
     DataReply,
     Decoder,
@@ -27,19 +28,15 @@ from protocols.dlt645 import (
     Variant,
     decode_datetime,
     decode_payload,
+    format_di,
     parse_reply,
     read_address_request,
     read_followup_request,
     read_request,
 )
 
-WILDCARD = "AAAAAAAAAAAA"
+WILDCARD = WILDCARD_ADDRESS
 _MAX_FOLLOW_UPS = 32  # a reply carries <= 200 bytes; no real record set needs more
-
-
-def format_di(di: int, variant: Variant) -> str:
-    """A data identifier as printed in the standard (``00010000``, ``9010``)."""
-    return f"{di:04X}" if variant == Variant.V1997 else f"{di:08X}"
 
 
 class Dlt645Session:

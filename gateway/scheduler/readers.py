@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from drivers.dlt645 import Dlt645Session, format_di
+from drivers.dlt645 import Dlt645Session
 from drivers.dlt645.plan import UnmappedKeys, plan_dis
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
 from drivers.modbus import ModbusSession, RegisterSpan
@@ -24,6 +24,7 @@ from protocols.dlt645 import (
     LOAD_PROFILE_DI,
     Variant,
     decode_load_profile,
+    format_di,
     freeze_energy_di,
     freeze_time_di,
     load_profile_request_extra,

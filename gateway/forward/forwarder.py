@@ -30,6 +30,8 @@ log = get_logger("forward")
 def _quarantine(sink: str, batch: Batch, result: WriteResult) -> list[QuarantineEntry]:
     """The refused rows as quarantine entries, each with the row itself as JSON."""
     out: list[QuarantineEntry] = []
+    if not result.rejected_seqs:
+        return out
     for row in batch.readings:
         reason = result.rejected_seqs.get(row[0])
         if reason is not None:
@@ -65,6 +67,9 @@ class Forwarder:
         self.position = 0
         """Last sequence written (the durable cursor follows it at the next commit)."""
         self.delivered = 0
+        self._sink_up = False
+        """Whether the last write went through at once: only then is reading ahead worth
+        its memory (during an outage the next batch would wait in memory for nothing)."""
 
     async def run(self) -> None:
         """Forward until cancelled; sink errors are retried, never fatal."""
@@ -86,7 +91,8 @@ class Forwarder:
                     else:  # nothing visible yet after the cursor: do not spin
                         await asyncio.sleep(0.05)
                     continue
-                if self._buf.head_seq > batch.upto:  # backlog: read the next batch meanwhile
+                if self._sink_up and self._buf.head_seq > batch.upto:
+                    # Backlog and a working sink: read the next batch meanwhile.
                     prefetch = asyncio.create_task(
                         self._buf.read(name, batch.upto, self._sink.batch_size)
                     )
@@ -112,8 +118,10 @@ class Forwarder:
         sink, m = self._sink, self._metrics
         delay = self._retry_min
         alarmed = False
+        first_try = True
         while True:
             started = time.perf_counter()
+            self._sink_up = False
             try:
                 result = await sink.write(batch)
             except SinkAuthError as exc:
@@ -121,6 +129,7 @@ class Forwarder:
                 log.error("sink_auth_failed", sink=sink.name, error=str(exc))
                 if not alarmed:
                     alarmed = await self._alarm(str(exc))
+                first_try = False
                 await asyncio.sleep(self._auth_retry)
                 continue
             except SinkUnavailable as exc:
@@ -143,7 +152,9 @@ class Forwarder:
                         reason=next(iter(result.rejected_seqs.values())),
                     )
                 self.delivered += result.accepted
+                self._sink_up = first_try
                 return result
+            first_try = False
             await asyncio.sleep(wait * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._retry_max)
 

@@ -51,17 +51,22 @@ def reading_lines(measurement: str, rows: Iterable[ReadingRow]) -> list[str]:
     """One line per reading, in row order."""
     m = escape_measurement(measurement)
     tag = escape_tag
-    qual = quality_tag
+    # The tags after ``meter`` repeat across a batch (few keys, flags and sources):
+    # escape them once per batch, not once per row.
+    tails: dict[tuple[int, str, str], str] = {}
     out: list[str] = []
     append = out.append
     for _seq, meter, key, value, _unit, ts_ms, _tsrc, _recv, source, quality, interval in rows:
-        line = (
-            f"{m},meter={tag(meter)},quality={qual(quality)},quantity={tag(key)},"
-            f"source={tag(source)} value={value}"
-        )
-        if interval is not None:
-            line += f",interval_s={interval}i"
-        append(f"{line} {ts_ms}")
+        ident = (quality, key, source)
+        tail = tails.get(ident)
+        if tail is None:
+            tail = tails[ident] = (
+                f",quality={quality_tag(quality)},quantity={tag(key)},source={tag(source)} value="
+            )
+        if interval is None:
+            append(f"{m},meter={tag(meter)}{tail}{value} {ts_ms}")
+        else:
+            append(f"{m},meter={tag(meter)}{tail}{value},interval_s={interval}i {ts_ms}")
     return out
 
 

@@ -15,27 +15,36 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from gateway.buffer import Buffer
+from gateway.buffer import Buffer, JobStore
 from gateway.config import Config, ConfigError, load_config
 from gateway.forward.forwarder import Forwarder
 from gateway.forward.registry import build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import configure
 from gateway.metrics import Metrics
+from gateway.validate import Validator
 
 
-async def run_pipeline(config: Config, metrics: Metrics | None = None) -> None:
-    """Open the buffer, start ingest and one forwarder per sink; run until cancelled."""
+async def run_pipeline(
+    config: Config, metrics: Metrics | None = None, *, validate: bool = False
+) -> None:
+    """Open the buffer, start ingest and one forwarder per sink; run until cancelled.
+
+    With ``validate`` the ingest's write jobs pass the :class:`Validator` on
+    their way to the buffer, as in the daemon (the process entry point always
+    validates, so that what is measured is what the daemon does).
+    """
     metrics = metrics or Metrics()
     sinks = build_sinks(config, metrics)
     async with await Buffer.open(config.buffer_path(), config.buffer, metrics) as buf:
+        store: JobStore = Validator(buf, config.validation) if validate else buf
         try:
             async with asyncio.TaskGroup() as tg:
                 for sink in sinks:
                     tg.create_task(Forwarder(buf, sink, metrics).run(), name=f"fw-{sink.name}")
                 if config.ingest is not None:
                     ingest = ConcentratorIngest(
-                        config.ingest, buf, metrics, gateway_name=config.gateway.name
+                        config.ingest, store, metrics, gateway_name=config.gateway.name
                     )
                     tg.create_task(ingest.run(), name="ingest")
         finally:
@@ -63,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if task is not None:
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_pipeline(config)
+            await run_pipeline(config, validate=True)
 
     asyncio.run(run())
     return 0

@@ -40,6 +40,8 @@ _TOP_KEYS = frozenset({"schema", "gw", "seq", "ts", "readings"})
 _READING_KEYS = frozenset({"meter", "ts", "points"})
 _METER_KEYS = frozenset({"addr", "proto", "port"})
 _POINT_KEYS = frozenset({"id", "key", "v", "u", "q"})
+_KEYS = {k: k for k in QUANTITIES}
+_EXACT = 2.0**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,7 @@ def _value(v: Any) -> str:
     if type(v) is int:
         return str(v)
     # orjson reads integers beyond 64 bits as floats: leave those to pydantic, which keeps them.
-    if type(v) is float and math.isfinite(v) and abs(v) < 2.0**53:
+    if type(v) is float and math.isfinite(v) and abs(v) < _EXACT:
         if v.is_integer():
             return str(int(v))
         text = repr(v)
@@ -97,6 +99,7 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
     if type(items) is not list or len(items) > 10_000:
         raise _NotLean
     stamps: dict[str, int] = {}
+    units: dict[str, str] = {}
 
     def stamp(text: Any) -> int:
         if type(text) is not str:
@@ -134,17 +137,28 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
             if type(p) is not dict or not p.keys() <= _POINT_KEYS:
                 raise _NotLean
             key, unit, q, pid = p.get("key"), p.get("u", ""), p.get("q", 0), p.get("id")
-            if type(key) is not str or key not in QUANTITIES or type(unit) is not str:
+            # The registry's own key object: one string shared by every row that names it.
+            key = _KEYS.get(key) if type(key) is str else None
+            if key is None or type(unit) is not str:
                 raise _NotLean
             if len(unit) > 16 or type(q) is not int or not 0 <= q <= 255:
                 raise _NotLean
             if not (pid is None or (type(pid) is str and len(pid) <= 16)):
                 raise _NotLean
+            unit = units.setdefault(unit, unit)
+            v = p.get("v")
+            # The common case inline (see _value): a finite, non-integral float in plain notation.
+            if type(v) is float and -_EXACT < v < _EXACT and not v.is_integer():
+                text = repr(v)
+                if "e" in text:
+                    text = format(Decimal(text), "f")
+            else:
+                text = _value(v)
             append(
                 (
                     meter_id,
                     key,
-                    _value(p.get("v")),
+                    text,
                     unit,
                     ts_ms,
                     conc,

@@ -45,10 +45,12 @@ log = get_logger("ingest")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
-WINDOW = 256
-"""Messages received but not yet committed, at most. When the window is full,
-paho's network thread waits before taking the next message, so TCP pushes back
-and the broker queues (it must: ``max_queued_messages 0``). Memory stays
+WINDOW = 96
+"""Messages received but not yet committed, at most. Each holds its decoded rows
+until the commit, so this bounds memory (96 still lets group commits keep up
+with 100k readings/s). When the window is full, paho's network thread waits
+before taking the next message, so TCP pushes back and the broker queues (it
+must: ``max_queued_messages 0``). Memory stays
 bounded however fast concentrators publish or however long the buffer fails."""
 
 
@@ -194,6 +196,7 @@ class ConcentratorIngest:
     def _job(self, msg: _Message) -> WriteJob:
         if msg.job is None:
             msg.job = self._decode(msg)
+            msg.payload = b""  # a retry needs only the job: do not hold the raw bytes too
         return msg.job
 
     def _decode(self, msg: _Message) -> WriteJob:

@@ -132,7 +132,7 @@ class Daemon:
                 stack.push_async_callback(self._close_buffer, buffer, tap)
                 self.status.tap = tap
                 self.status.buffer = buffer
-                validator = Validator(tap, self.metrics, cfg.validation)
+                validator = Validator(tap, cfg.validation)
                 if cfg.http.enabled:
                     self.http = StatusServer(self.status, cfg.http.host, cfg.http.port)
                     try:

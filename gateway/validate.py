@@ -30,13 +30,19 @@ from decimal import Decimal, InvalidOperation
 
 from gateway.buffer import JobStore, Outcome, ReadingValues, WriteJob
 from gateway.config.validation import ValidationConfig
-from gateway.metrics import Metrics
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from protocols.quantities import QUANTITIES
 
 _MS_PER_HOUR = 3_600_000
 _CUMULATIVE = frozenset(k for k, q in QUANTITIES.items() if q.cumulative)
 _POLL = TimeSource.POLL.value
+# Flags as plain ints on the per-reading path: enum arithmetic costs more than the checks.
+_OK = int(Quality.OK)
+_CLOCK_DRIFT = int(Quality.CLOCK_DRIFT)
+_OUT_OF_RANGE = int(Quality.OUT_OF_RANGE)
+_NON_MONOTONIC = int(Quality.NON_MONOTONIC)
+_ROLLOVER = int(Quality.ROLLOVER)
+_SUSPECT_SPIKE = int(Quality.SUSPECT_SPIKE)
 
 Latest = dict[tuple[str, str], tuple[int, Decimal]]
 
@@ -45,11 +51,8 @@ class Validator:
     """Flags readings, then hands them on to the buffer (an :class:`Acceptor` and a
     :class:`JobStore`)."""
 
-    def __init__(
-        self, inner: JobStore, metrics: Metrics, config: ValidationConfig | None = None
-    ) -> None:
+    def __init__(self, inner: JobStore, config: ValidationConfig | None = None) -> None:
         self._inner = inner
-        self._metrics = metrics
         cfg = config or ValidationConfig()
         self._ranges = {
             k: (Decimal(str(r.min)), Decimal(str(r.max))) for k, r in cfg.ranges.items()
@@ -75,7 +78,7 @@ class Validator:
         latest: Latest = {}
         found: list[Event] = []
         readings = [self._reading(r, latest, found) for r in job.readings]
-        rows = [self._row(row, latest, found) for row in job.rows]
+        rows = self._rows(job.rows, latest, found) if job.rows else job.rows
         checked = dataclasses.replace(
             job, readings=readings, rows=rows, events=[*job.events, *found]
         )
@@ -90,33 +93,41 @@ class Validator:
         job = fut.result()
         if job.outcome is not Outcome.ACCEPTED:
             return
+        # The flag counts themselves are the buffer's: it counts what it committed.
         self._last.update(latest)
-        flagged = [int(r.quality) for r in job.readings if r.quality]
-        flagged += [row[8] for row in job.rows if row[8]]
-        for bits in flagged:
-            for name in Quality(bits).names():
-                self._metrics.readings_flagged.labels(name).inc()
 
     def _reading(self, r: Reading, latest: Latest, found: list[Event]) -> Reading:
         flags = self._flags(
             r.meter, r.key, r.value, r.ts_ms, r.ts_source is TimeSource.POLL, r.received_ms,
             latest, found,
         )  # fmt: skip
-        return dataclasses.replace(r, quality=r.quality | flags) if flags else r
+        return dataclasses.replace(r, quality=r.quality | Quality(flags)) if flags else r
 
-    def _row(self, row: ReadingValues, latest: Latest, found: list[Event]) -> ReadingValues:
-        meter, key, text, _unit, ts_ms, ts_source, received_ms, _src, quality, _iv = row
-        checked_value = key in _CUMULATIVE or key in self._ranges
-        try:
-            value = Decimal(text) if checked_value else None
-        except InvalidOperation:  # the ingest only stores numbers; guard the reference anyway
-            return row
-        flags = self._flags(
-            meter, key, value, ts_ms, ts_source == _POLL, received_ms, latest, found
-        )
-        if not flags:
-            return row
-        return (*row[:8], quality | flags, row[9])
+    def _rows(
+        self, rows: Sequence[ReadingValues], latest: Latest, found: list[Event]
+    ) -> list[ReadingValues]:
+        # The concentrator's hot path, a loop rather than a call per row: most rows need
+        # only the clock check, and a value (as Decimal) only for cumulative or ranged keys.
+        skew = self._skew_ms
+        ranges = self._ranges
+        value_flags = self._value_flags
+        out: list[ReadingValues] = []
+        append = out.append
+        for row in rows:
+            key, ts_ms = row[1], row[4]
+            if key in _CUMULATIVE or key in ranges:
+                try:
+                    value = Decimal(row[2])
+                except InvalidOperation:  # the ingest stores only numbers; guard the reference
+                    append(row)
+                    continue
+                flags = value_flags(row[0], key, value, ts_ms, latest, found)
+            else:
+                flags = _OK
+            if row[5] != _POLL and abs(ts_ms - row[6]) > skew:
+                flags |= _CLOCK_DRIFT
+            append((*row[:8], row[8] | flags, row[9]) if flags else row)
+        return out
 
     def _flags(
         self,
@@ -128,15 +139,27 @@ class Validator:
         received_ms: int,
         latest: Latest,
         found: list[Event],
-    ) -> Quality:
-        flags = Quality.OK
+    ) -> int:
+        flags = _OK
         if not polled and abs(ts_ms - received_ms) > self._skew_ms:
-            flags |= Quality.CLOCK_DRIFT
+            flags |= _CLOCK_DRIFT
         if value is None:
             return flags
+        return flags | self._value_flags(meter, key, value, ts_ms, latest, found)
+
+    def _value_flags(
+        self,
+        meter: str,
+        key: str,
+        value: Decimal,
+        ts_ms: int,
+        latest: Latest,
+        found: list[Event],
+    ) -> int:
+        flags = _OK
         bounds = self._ranges.get(key)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            flags |= Quality.OUT_OF_RANGE
+            flags |= _OUT_OF_RANGE
         if key not in _CUMULATIVE:
             return flags
         ident = (meter, key)
@@ -151,9 +174,9 @@ class Validator:
         if value < prev_value:
             if prev_value >= self._near_top and value <= self._near_zero:
                 rise = self._top - prev_value + value
-                flags |= Quality.ROLLOVER
+                flags |= _ROLLOVER
             else:
-                flags |= Quality.NON_MONOTONIC
+                flags |= _NON_MONOTONIC
                 if value * 10 < prev_value:  # fell to under a tenth: a new counter
                     found.append(
                         Event(
@@ -168,5 +191,5 @@ class Validator:
         else:
             rise = value - prev_value
         if rise > self._max_kwh_per_ms * (ts_ms - prev_ts):
-            flags |= Quality.SUSPECT_SPIKE
+            flags |= _SUSPECT_SPIKE
         return flags

@@ -48,12 +48,10 @@ def qualities(rows: list[ReadingRow]) -> list[Quality]:
     return [Quality(r[9]) for r in rows]
 
 
-async def run(buf: Buffer, *readings: Reading, config: ValidationConfig | None = None) -> Metrics:
-    metrics = Metrics()
-    v = Validator(buf, metrics, config)
+async def run(buf: Buffer, *readings: Reading, config: ValidationConfig | None = None) -> None:
+    v = Validator(buf, config)
     for r in readings:
         await v.accept([r])
-    return metrics
 
 
 @pytest.mark.asyncio
@@ -67,11 +65,12 @@ async def test_rising_register_is_ok(buffer: Buffer) -> None:
 
 @pytest.mark.asyncio
 async def test_falling_register_is_flagged_not_dropped(buffer: Buffer) -> None:
-    metrics = await run(buffer, energy("100.00", T0), energy("99.00", T0 + HOUR))
+    await run(buffer, energy("100.00", T0), energy("99.00", T0 + HOUR))
     rows, events = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC]
     assert events == []
-    assert metrics.readings_flagged.labels("non_monotonic")._value.get() == 1
+    # Counted once, by the buffer, for what it committed.
+    assert buffer._metrics.readings_flagged.labels("non_monotonic")._value.get() == 1
 
 
 @pytest.mark.asyncio
@@ -121,7 +120,7 @@ async def test_backfilled_past_reading_is_not_compared_with_newer(buffer: Buffer
 
 @pytest.mark.asyncio
 async def test_concentrator_rows_are_validated_too(buffer: Buffer) -> None:
-    v = Validator(buffer, Metrics())
+    v = Validator(buffer)
     row = ("dlt645-2007:1", "energy_import_total_kwh", "500.00", "kWh", T0, "concentrator")
     first = (*row, T0, "meters/v1/c/readings", 0, None)
     later = (*row[:2], "400.00", "kWh", T0 + HOUR, "concentrator", T0 + HOUR, "t", 0, None)
@@ -135,7 +134,7 @@ async def test_concentrator_rows_are_validated_too(buffer: Buffer) -> None:
 @pytest.mark.asyncio
 async def test_failed_commit_keeps_the_reference(tmp_path: Path) -> None:
     buf = await Buffer.open(str(tmp_path / "b.sqlite"), BufferConfig(), Metrics())
-    v = Validator(buf, Metrics())
+    v = Validator(buf)
     await v.accept([energy("100.00", T0)])
     await buf.close()  # a buffer that no longer commits
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the buffer says

@@ -89,6 +89,9 @@ class Concentrator:
         self.published = 0
         self.published_readings = 0
         self.dropped = 0
+        self.dropped_seqs: deque[int] = deque(maxlen=100_000)
+        """Seqs dropped from a full backlog. One may still have reached the broker: it
+        was in flight when the link broke, unacknowledged, so the concentrator cannot know."""
         self.malformed_sent = 0
         self.connected = asyncio.Event()
         self._space = asyncio.Event()
@@ -120,6 +123,7 @@ class Concentrator:
         if len(self.backlog) >= self.backlog_limit:
             seq, _, _ = self.backlog.popleft()
             self.dropped += 1
+            self.dropped_seqs.append(seq)
             log.warning("backlog_full_dropped_batch gw=%s seq=%d", self.gw, seq)
         self.backlog.append((self.seq, len(meters), payload))
         self.seq += 1

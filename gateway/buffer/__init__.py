@@ -1,5 +1,6 @@
 """The durable store-and-forward buffer (SQLite WAL, group commit, a cursor per sink)."""
 
+from gateway.buffer.jobs import JobStore, Outcome, WriteJob
 from gateway.buffer.rows import (
     Batch,
     BufferStats,
@@ -12,7 +13,6 @@ from gateway.buffer.rows import (
 )
 from gateway.buffer.schema import BufferError
 from gateway.buffer.store import Buffer
-from gateway.buffer.writer import JobStore, Outcome, WriteJob
 
 __all__ = [
     "Batch",

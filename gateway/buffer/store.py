@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
 
+from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
     Batch,
     BufferStats,
@@ -32,7 +33,7 @@ from gateway.buffer.rows import (
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
-from gateway.buffer.writer import BufferWriter, Outcome, WriteJob
+from gateway.buffer.writer import BufferWriter
 from gateway.config.northbound import BufferConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics

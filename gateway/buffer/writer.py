@@ -7,22 +7,18 @@ is one transaction, so one fsync covers every job in it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import enum
 import math
 import os
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import orjson
 
-from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues
+from gateway.buffer.jobs import Outcome, WriteJob, decimal_text
 from gateway.buffer.schema import BufferError
-from gateway.model import Event, EventKind, Reading
+from gateway.model import Event, EventKind
 
 MAINTAIN_EVERY_S = 1.0
 """How often pruning and the disk-cap check run (they need a few queries each)."""
@@ -34,41 +30,6 @@ QUARANTINE_KEEP = 10_000
 """Entries kept in the quarantine table; the oldest go first."""
 QUARANTINE_PAYLOAD_MAX = 64 * 1024
 """Bytes of a rejected payload kept for inspection."""
-
-
-class Outcome(enum.Enum):
-    """What became of one job."""
-
-    ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
-    """A concentrator message seen before: nothing stored, safe to acknowledge."""
-
-
-@dataclass(slots=True)
-class WriteJob:
-    """One caller's contribution to a group commit."""
-
-    readings: Sequence[Reading] = ()
-    events: Sequence[Event] = ()
-    rows: Sequence[ReadingValues] = ()
-    """Readings already in column form (the concentrator ingest's lean path)."""
-    mark: ConcentratorMark | None = None
-    quarantine: Sequence[QuarantineEntry] = ()
-    cursor: tuple[str, int] | None = None
-    outcome: Outcome = Outcome.ACCEPTED
-    generated: list[Event] = field(default_factory=list)
-    """Events the writer added (network gap, counter restart)."""
-
-    def size(self) -> int:
-        return len(self.readings) + len(self.rows) + len(self.events) + len(self.quarantine) + 1
-
-
-def decimal_text(value: object) -> str:
-    """The exact decimal text of a value, never in exponent notation."""
-    text = str(value)
-    if "E" in text or "e" in text:
-        text = format(value, "f")
-    return text
 
 
 def _now_ms() -> int:
@@ -414,14 +375,3 @@ class BufferWriter:
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
-
-
-class JobStore(Protocol):
-    """Ordered submission of write jobs: the buffer, and what stands in front of it."""
-
-    @property
-    def healthy(self) -> bool:
-        """False after a failed commit (new messages then wait behind the failed ones)."""
-        ...
-
-    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]: ...

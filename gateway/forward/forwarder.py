@@ -17,8 +17,8 @@ from collections.abc import Callable
 import orjson
 
 from gateway.buffer import Batch, Buffer, BufferError, QuarantineEntry
+from gateway.buffer.jobs import WriteJob
 from gateway.buffer.rows import EVENT_COLUMNS, READING_COLUMNS
-from gateway.buffer.writer import WriteJob
 from gateway.forward.sink import Sink, SinkAuthError, SinkUnavailable, WriteResult
 from gateway.logs import get_logger
 from gateway.metrics import Metrics

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from gateway.buffer import ConcentratorMark, ReadingValues
-from gateway.buffer.writer import decimal_text
+from gateway.buffer.jobs import decimal_text
 from gateway.model import Quality, Reading, TimeSource
 from protocols.concentrator import (
     READINGS_SCHEMA,

@@ -30,120 +30,29 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.gateway.ingest.payloads import KEYS  # noqa: E402
+from bench._publisher import PER_MSG  # noqa: E402
 from tests.integration.helpers import prepare_session, write_config  # noqa: E402
 from tests.servers import MosquittoServer, VictoriaMetricsServer  # noqa: E402
 
-TOPIC = "meters/v1/c1/readings"
 CLIENT_ID = "metergw-test-ingest"
-METERS, POINTS = 25, 4
-PER_MSG = METERS * POINTS
-POPULATION = 10_000
-"""Distinct meters: a realistic fleet (new series are costly for a TSDB; readings are not)."""
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PUBLISHER = ROOT / "bench" / "_publisher.py"
 BATCH = int(os.environ.get("METERGW_BENCH_BATCH", "5000"))
 """Points per InfluxDB write (the sink's batch_size): memory per batch vs. requests."""
 
 
-# -- the publisher process -------------------------------------------------------------
-
-
-def concentrator_message(seq: int) -> bytes:
-    """Message ``seq``: METERS meters of the fleet, each with POINTS values, stamped
-    ``T0 + seq`` seconds, so every (meter, key, time) is unique across the run."""
-    ts = (T0 + timedelta(seconds=seq)).isoformat().replace("+00:00", "Z")
-    readings = [
-        {
-            "meter": {"addr": f"{(seq * METERS + m) % POPULATION:012d}", "proto": "dlt645-2007"},
-            "ts": ts,
-            "points": [
-                {"key": KEYS[p], "v": round(1000 + seq / 100 + p, 2), "u": "kWh"}
-                for p in range(POINTS)
-            ],
-        }
-        for m in range(METERS)
-    ]
-    body = {"schema": "metergw.readings/1", "gw": "c1", "seq": seq, "ts": ts, "readings": readings}
-    return orjson.dumps(body)
-
-
-def publish(host: str, port: int, first: int, count: int, rate: float) -> None:
-    """Publish messages ``first..first+count-1`` at QoS 1; print how many were acknowledged."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    stop = False
-
-    def on_term(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def message(s: int) -> bytes:
-        return concentrator_message(s)
-
-    # Unthrottled runs measure publishing, so build the payloads beforehand.
-    payloads: Iterator[bytes] = (message(s) for s in range(first, first + count))
-    if not rate:
-        payloads = iter([message(s) for s in range(first, first + count)])
-    acked = 0
-    lock = threading.Lock()
-
-    def on_publish(*_: Any) -> None:
-        nonlocal acked
-        with lock:
-            acked += 1
-
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
-    c.max_inflight_messages_set(200)
-    c.max_queued_messages_set(0)
-    c.on_publish = on_publish
-    c.connect(host, port)
-    c.loop_start()
-    started = time.monotonic()
-    sent = 0
-    for p in payloads:
-        if stop:
-            break
-        c.publish(TOPIC, p, qos=1)
-        sent += 1
-        if rate:
-            delay = started + sent / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    deadline = time.monotonic() + 120
-    while acked < sent and time.monotonic() < deadline:
-        time.sleep(0.01)
-    c.disconnect()
-    c.loop_stop()
-    print(json.dumps({"sent": sent, "acked": acked, "seconds": time.monotonic() - started}))
+# -- the publisher process (bench/_publisher.py) -----------------------------------------
 
 
 def start_publisher(
     broker: MosquittoServer, first: int, count: int, rate: float = 0
 ) -> subprocess.Popen[str]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--publish",
-        str(broker.port),
-        str(first),
-        str(count),
-        str(rate),
-    ]
+    cmd = [sys.executable, str(PUBLISHER), str(broker.port), str(first), str(count), str(rate)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
@@ -225,20 +134,38 @@ def vm_points(vm: VictoriaMetricsServer) -> tuple[int, int]:
 # -- phases ------------------------------------------------------------------------------
 
 
-def phase_sustained(
-    work: Path, broker: MosquittoServer, vm: VictoriaMetricsServer, messages: int
-) -> dict[str, Any]:
-    state = work / "s1"
+def phase_config(
+    work: Path,
+    name: str,
+    broker: MosquittoServer,
+    vm: VictoriaMetricsServer,
+    client_id: str,
+    **overrides: Any,
+) -> tuple[Path, Path]:
+    """Config file and state dir of one phase's gateway; its broker session made ready."""
+    state = work / name
+    settings: dict[str, Any] = {
+        "batch_size": BATCH,
+        "flush_interval": "100ms",
+        "commit_interval": "20ms",
+        **overrides,
+    }
     config = write_config(
-        work / "s1.toml",
+        work / f"{name}.toml",
         state_dir=state,
         mqtt_url=broker.url,
         influx_url=vm.url,
-        batch_size=BATCH,
-        flush_interval="100ms",
-        commit_interval="20ms",
+        client_id=client_id,
+        **settings,
     )
-    prepare_session(broker.host, broker.port, CLIENT_ID, "meters/v1/+/readings")
+    prepare_session(broker.host, broker.port, client_id, "meters/v1/+/readings")
+    return config, state
+
+
+def phase_sustained(
+    work: Path, broker: MosquittoServer, vm: VictoriaMetricsServer, messages: int
+) -> dict[str, Any]:
+    config, state = phase_config(work, "s1", broker, vm, CLIENT_ID)
     gw = start_gateway(config, work / "s1.log")
     db = state / "buffer.sqlite"
     wait_for(db.exists, 30, "the buffer file")
@@ -267,18 +194,7 @@ def phase_sustained(
 def phase_backlog(
     work: Path, broker: MosquittoServer, vm: VictoriaMetricsServer, readings: int, first: int
 ) -> dict[str, Any]:
-    state = work / "s2"
-    config = write_config(
-        work / "s2.toml",
-        state_dir=state,
-        mqtt_url=broker.url,
-        influx_url=vm.url,
-        batch_size=BATCH,
-        flush_interval="100ms",
-        commit_interval="20ms",
-        client_id="metergw-bench-backlog",
-    )
-    prepare_session(broker.host, broker.port, "metergw-bench-backlog", "meters/v1/+/readings")
+    config, state = phase_config(work, "s2", broker, vm, "metergw-bench-backlog")
     before, _ = vm_points(vm)
     vm.stop()
     gw = start_gateway(config, work / "s2.log")
@@ -317,18 +233,9 @@ def phase_backlog(
 def phase_kill(
     work: Path, broker: MosquittoServer, vm: VictoriaMetricsServer, cycles: int, first: int
 ) -> dict[str, Any]:
-    state = work / "s3"
-    config = write_config(
-        work / "s3.toml",
-        state_dir=state,
-        mqtt_url=broker.url,
-        influx_url=vm.url,
-        batch_size=2000,
-        flush_interval="50ms",
-        commit_interval="20ms",
-        client_id="metergw-bench-kill",
+    config, state = phase_config(
+        work, "s3", broker, vm, "metergw-bench-kill", batch_size=2000, flush_interval="50ms"
     )
-    prepare_session(broker.host, broker.port, "metergw-bench-kill", "meters/v1/+/readings")
     before, listed_before = vm_points(vm)
     rng = random.Random(11)
     rate = 100.0
@@ -365,12 +272,7 @@ def phase_kill(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run")
-    parser.add_argument("--publish", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.publish:
-        port, first, count, rate = args.publish
-        publish("127.0.0.1", int(port), int(first), int(count), float(rate))
-        return 0
     sustained_msgs = 2_000 if args.quick else 10_000
     backlog = 200_000 if args.quick else 1_000_000
     cycles = 10 if args.quick else 100

@@ -129,10 +129,11 @@ class Daemon:
             async with contextlib.AsyncExitStack() as stack:
                 buffer = await self._open_buffer()
                 tap = Tap(buffer, self.recent)
-                stack.push_async_callback(self._close_buffer, buffer, tap)
+                validator = Validator(tap, cfg.validation)
+                stack.push_async_callback(self._close_buffer, buffer, tap, validator)
                 self.status.tap = tap
                 self.status.buffer = buffer
-                validator = Validator(tap, cfg.validation)
+                await self._restore_references(buffer, validator)
                 if cfg.http.enabled:
                     self.http = StatusServer(self.status, cfg.http.host, cfg.http.port)
                     try:
@@ -169,14 +170,26 @@ class Daemon:
             raise DaemonError(f"cannot open the buffer at {path}: {exc.strerror or exc}") from None
         return buffer
 
-    async def _close_buffer(self, buffer: Buffer, tap: Tap) -> None:
-        # Commits still in flight (a source cancelled mid-accept) finish first.
+    async def _restore_references(self, buffer: Buffer, validator: Validator) -> None:
+        try:
+            count = validator.restore(await buffer.references())
+        except BufferError as exc:  # validation starts without references, as on a first run
+            log.error("references_not_restored", error=str(exc))
+            return
+        log.info("references_restored", count=count)
+
+    async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
+        # Commits still in flight (a source cancelled mid-accept) finish first; then the
+        # validator's references are kept for the next start.
         try:
             async with asyncio.timeout(self._remaining()):
                 await tap.drain()
+                await validator.save()
         except TimeoutError:
             self.clean = False
             log.warning("commits_still_in_flight", count=tap.in_flight)
+        except BufferError as exc:
+            log.error("references_not_saved", error=str(exc))
         await buffer.close()
 
     async def _serve(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:

@@ -13,9 +13,32 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
+from types import ModuleType
 from typing import Any, TextIO
 
-import structlog
+
+def _import_structlog() -> ModuleType:
+    """Import structlog without rich.
+
+    ``import structlog`` imports rich when it is installed (for coloured
+    tracebacks on a console): about 5 MB of resident memory in a daemon that
+    never shows one. Hiding rich for the duration of that import makes
+    structlog fall back to plain tracebacks; the status and live-view commands
+    import rich themselves afterwards as usual.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes "import rich" fail
+    try:
+        import structlog
+    finally:
+        del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog()
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -18,6 +18,12 @@ near its top is a counter reset (meter replaced or cleared): the reading is flag
 The last value per (meter, quantity) is remembered only after the inner
 acceptor has committed, so a failed commit leaves the reference unchanged.
 Readings older than the reference (backfill) are range-checked only.
+
+References survive restarts: those that changed are written to the buffer
+(``WriteJob.refs``) with the next job after ``save_every`` seconds, and by
+:meth:`Validator.save` at shutdown; :meth:`Validator.restore` loads them at
+start. After a crash the references are at most ``save_every`` old, which
+still catches a register that went down.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ import time
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from gateway.buffer import JobStore, Outcome, ReadingValues, WriteJob
+from gateway.buffer import JobStore, Outcome, ReadingValues, Reference, WriteJob
 from gateway.config.validation import ValidationConfig
+from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from protocols.quantities import QUANTITIES
 
@@ -45,14 +52,27 @@ _ROLLOVER = int(Quality.ROLLOVER)
 _SUSPECT_SPIKE = int(Quality.SUSPECT_SPIKE)
 
 Latest = dict[tuple[str, str], tuple[int, Decimal]]
+SAVE_EVERY_S = 30.0
+
+log = get_logger("validate")
 
 
 class Validator:
     """Flags readings, then hands them on to the buffer (an :class:`Acceptor` and a
     :class:`JobStore`)."""
 
-    def __init__(self, inner: JobStore, config: ValidationConfig | None = None) -> None:
+    def __init__(
+        self,
+        inner: JobStore,
+        config: ValidationConfig | None = None,
+        *,
+        save_every: float = SAVE_EVERY_S,
+    ) -> None:
         self._inner = inner
+        self._save_every = save_every
+        self._next_save = time.monotonic() + save_every
+        self._dirty: set[tuple[str, str]] = set()
+        """References changed since they were last handed to the buffer."""
         cfg = config or ValidationConfig()
         self._ranges = {
             k: (Decimal(str(r.min)), Decimal(str(r.max))) for k, r in cfg.ranges.items()
@@ -79,22 +99,61 @@ class Validator:
         found: list[Event] = []
         readings = [self._reading(r, latest, found) for r in job.readings]
         rows = self._rows(job.rows, latest, found) if job.rows else job.rows
+        refs: list[Reference] = []
+        if self._dirty and time.monotonic() >= self._next_save:
+            refs = self._take_refs()
         checked = dataclasses.replace(
-            job, readings=readings, rows=rows, events=[*job.events, *found]
+            job, readings=readings, rows=rows, events=[*job.events, *found], refs=refs
         )
         fut = self._inner.submit(checked)
-        fut.add_done_callback(lambda f: self._committed(f, latest))
+        fut.add_done_callback(lambda f: self._committed(f, latest, refs))
         return fut
 
-    def _committed(self, fut: asyncio.Future[WriteJob], latest: Latest) -> None:
+    def _committed(
+        self, fut: asyncio.Future[WriteJob], latest: Latest, refs: list[Reference]
+    ) -> None:
         # The reference moves only with what was stored: a failed commit changes nothing.
         if fut.cancelled() or fut.exception() is not None:
+            self._dirty.update((r[0], r[1]) for r in refs)  # not saved: next time
             return
         job = fut.result()
         if job.outcome is not Outcome.ACCEPTED:
             return
         # The flag counts themselves are the buffer's: it counts what it committed.
         self._last.update(latest)
+        self._dirty.update(latest)
+
+    def _take_refs(self) -> list[Reference]:
+        self._next_save = time.monotonic() + self._save_every
+        last = self._last
+        refs = [(m, k, last[m, k][0], str(last[m, k][1])) for m, k in self._dirty]
+        self._dirty = set()
+        return refs
+
+    def restore(self, refs: Sequence[Reference]) -> int:
+        """Take up references an earlier run kept (see :meth:`Buffer.references`);
+        return how many. A reference this run already has is not replaced."""
+        n = 0
+        for meter, key, ts_ms, text in refs:
+            if key not in _CUMULATIVE or (meter, key) in self._last:
+                continue
+            try:
+                self._last[meter, key] = (int(ts_ms), Decimal(text))
+            except (InvalidOperation, ValueError, TypeError):
+                log.warning("reference_unreadable", meter=meter, key=key, value=text)
+                continue
+            n += 1
+        return n
+
+    async def save(self) -> int:
+        """Hand every changed reference to the buffer now (at shutdown); return how many."""
+        refs = self._take_refs()
+        if not refs:
+            return 0
+        fut = self._inner.submit(WriteJob(refs=refs))
+        fut.add_done_callback(lambda f: self._committed(f, {}, refs))
+        await asyncio.shield(fut)
+        return len(refs)
 
     def _reading(self, r: Reading, latest: Latest, found: list[Event]) -> Reading:
         flags = self._flags(

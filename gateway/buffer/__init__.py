@@ -9,6 +9,7 @@ from gateway.buffer.rows import (
     QuarantineEntry,
     ReadingRow,
     ReadingValues,
+    Reference,
     SinkStats,
 )
 from gateway.buffer.schema import BufferError
@@ -26,6 +27,7 @@ __all__ = [
     "QuarantineEntry",
     "ReadingRow",
     "ReadingValues",
+    "Reference",
     "SinkStats",
     "WriteJob",
 ]

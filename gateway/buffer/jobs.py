@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues
+from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues, Reference
 from gateway.model import Event, Reading
 
 
@@ -31,12 +31,21 @@ class WriteJob:
     mark: ConcentratorMark | None = None
     quarantine: Sequence[QuarantineEntry] = ()
     cursor: tuple[str, int] | None = None
+    refs: Sequence[Reference] = ()
+    """Validation references to keep across restarts (the newest per meter and key wins)."""
     outcome: Outcome = Outcome.ACCEPTED
     generated: list[Event] = field(default_factory=list)
     """Events the writer added (network gap, counter restart)."""
 
     def size(self) -> int:
-        return len(self.readings) + len(self.rows) + len(self.events) + len(self.quarantine) + 1
+        return (
+            len(self.readings)
+            + len(self.rows)
+            + len(self.events)
+            + len(self.quarantine)
+            + len(self.refs)
+            + 1
+        )
 
 
 def decimal_text(value: object) -> str:

@@ -20,6 +20,10 @@ ReadingValues = tuple[str, str, str, str, int, str, int, str, int, int | None]
 The concentrator ingest builds these directly from validated JSON (no
 :class:`~gateway.model.Reading` objects on its hot path)."""
 
+Reference = tuple[str, str, int, str]
+"""``(meter, key, ts_ms, value)``: the last value the validator compared a register
+against, kept in the buffer so that a restart does not forget it."""
+
 EventRow = tuple[int, str, int, str, str, str]
 """``(seq, kind, ts_ms, subject, reason, detail_json)``."""
 

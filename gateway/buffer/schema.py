@@ -59,6 +59,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason TEXT NOT NULL,
     payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS refs (
+    meter TEXT NOT NULL,
+    key TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (meter, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL

@@ -30,6 +30,7 @@ from gateway.buffer.rows import (
     QuarantineEntry,
     ReadingRow,
     ReadingValues,
+    Reference,
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
@@ -294,6 +295,21 @@ class Buffer:
         batch = await asyncio.to_thread(_read_batch, conn, after, limit)
         self._oldest_unsent[sink] = batch.oldest_received_ms
         return batch
+
+    async def references(self) -> list[Reference]:
+        """The validation references kept by earlier runs (see ``WriteJob.refs``)."""
+
+        def load() -> list[Reference]:
+            conn = connect_reader(self.path)
+            try:
+                return conn.execute("SELECT meter, key, ts_ms, value FROM refs").fetchall()
+            finally:
+                conn.close()
+
+        try:
+            return await asyncio.to_thread(load)
+        except sqlite3.Error as exc:
+            raise BufferError(f"buffer {self.path}: cannot read references: {exc}") from None
 
     async def wait_for_data(self, after: int, within: float) -> bool:
         """Wait up to ``within`` seconds for a commit after ``after``; False if none came."""

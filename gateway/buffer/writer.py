@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from gateway.buffer.jobs import Outcome, WriteJob, decimal_text
+from gateway.buffer.rows import Reference
 from gateway.buffer.schema import BufferError
 from gateway.model import Event, EventKind
 
@@ -66,6 +67,13 @@ def _insert_readings(conn: sqlite3.Connection, params: list[object]) -> None:
             )
         conn.execute(sql, params[done * _COLUMNS : (done + size) * _COLUMNS])
         done += size
+
+
+_UPSERT_REF = (
+    "INSERT INTO refs(meter, key, ts_ms, value) VALUES (?,?,?,?) ON CONFLICT(meter, key) "
+    "DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
+    "WHERE excluded.ts_ms >= refs.ts_ms"
+)
 
 
 class BufferWriter:
@@ -122,10 +130,12 @@ class BufferWriter:
         event_rows: list[tuple[object, ...]] = []
         quarantine_rows: list[tuple[object, ...]] = []
         mark_rows: dict[str, tuple[int, int]] = {}
+        refs: list[Reference] = []
         now = _now_ms()
         for job in jobs:
             job.generated = []
             job.outcome = Outcome.ACCEPTED
+            refs.extend(job.refs)  # kept even when the job's message is a repeat
             if job.mark is not None:
                 if not self._check_mark(job, marks, now):
                     continue
@@ -188,6 +198,8 @@ class BufferWriter:
                     "INSERT OR REPLACE INTO concentrators(gw, seq, ts_ms) VALUES (?,?,?)",
                     [(g, s, t) for g, (s, t) in mark_rows.items()],
                 )
+            if refs:
+                c.executemany(_UPSERT_REF, refs)
             moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
             if moved:
                 c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)

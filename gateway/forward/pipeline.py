@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from gateway.buffer import Buffer, JobStore
+from gateway.buffer import Buffer, BufferError, JobStore
 from gateway.config import Config, ConfigError, load_config
 from gateway.forward.forwarder import Forwarder
 from gateway.forward.registry import build_sinks
@@ -37,7 +37,10 @@ async def run_pipeline(
     metrics = metrics or Metrics()
     sinks = build_sinks(config, metrics)
     async with await Buffer.open(config.buffer_path(), config.buffer, metrics) as buf:
-        store: JobStore = Validator(buf, config.validation) if validate else buf
+        validator = Validator(buf, config.validation) if validate else None
+        if validator is not None:
+            validator.restore(await buf.references())
+        store: JobStore = validator or buf
         try:
             async with asyncio.TaskGroup() as tg:
                 for sink in sinks:
@@ -48,6 +51,9 @@ async def run_pipeline(
                     )
                     tg.create_task(ingest.run(), name="ingest")
         finally:
+            if validator is not None:
+                with contextlib.suppress(BufferError):
+                    await validator.save()
             for sink in sinks:
                 await sink.close()
 

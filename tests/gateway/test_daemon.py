@@ -162,9 +162,17 @@ poll = ["fast"]
     buffer = await Buffer.open(cfg.buffer_path(), cfg.buffer, Metrics())
     try:
         batch = await buffer.read("check", 0, 1_000_000)
+        refs = await buffer.references()
     finally:
         await buffer.close()
     assert len(batch.readings) >= accepted
+    # The validator kept, for the next start, each register's newest stored value.
+    newest: dict[str, tuple[int, str]] = {}
+    for r in batch.readings:
+        if r[2] == "energy_import_total_kwh" and r[5] >= newest.get(r[1], (0, ""))[0]:
+            newest[r[1]] = (r[5], r[3])
+    assert len(newest) == 2
+    assert {m: (ts, v) for m, _k, ts, v in refs} == newest
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,66 @@ async def test_failed_commit_keeps_the_reference(tmp_path: Path) -> None:
     await buf.close()
 
 
+async def reopen(path: Path, buf: Buffer) -> Buffer:
+    await buf.close()
+    new = await Buffer.open(str(path), BufferConfig(), Metrics())
+    await new.register_sink("check")
+    return new
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("restored", [True, False])
+async def test_a_fall_across_a_restart_is_caught(tmp_path: Path, restored: bool) -> None:
+    path = tmp_path / "b.sqlite"
+    buf = await Buffer.open(str(path), BufferConfig(), Metrics())
+    v = Validator(buf)
+    await v.accept([energy("100.00", T0), energy("7.00", T0, meter="m2")])
+    assert await v.save() == 2
+    buf = await reopen(path, buf)
+    v = Validator(buf)
+    if restored:
+        assert v.restore(await buf.references()) == 2
+    await v.accept([energy("90.00", T0 + HOUR)])
+    rows, _ = await stored(buf)
+    await buf.close()
+    last = Quality(rows[-1][9])
+    assert last == (Quality.NON_MONOTONIC if restored else Quality.OK)
+
+
+@pytest.mark.asyncio
+async def test_changed_references_ride_along_every_save_every(buffer: Buffer) -> None:
+    lazy = Validator(buffer, save_every=3600)
+    await lazy.accept([energy("1.00", T0, meter="lazy")])
+    await lazy.accept([energy("2.00", T0 + HOUR, meter="lazy")])
+    assert await buffer.references() == []  # not yet due
+
+    v = Validator(buffer, save_every=0)
+    await v.accept([energy("100.00", T0)])
+    await v.accept([energy("101.00", T0 + HOUR)])  # carries the reference of the first
+    assert await buffer.references() == [("m1", "energy_import_total_kwh", T0, "100.00")]
+    await v.accept([energy("102.00", T0 + 2 * HOUR)])
+    assert await buffer.references() == [("m1", "energy_import_total_kwh", T0 + HOUR, "101.00")]
+    assert await v.save() == 1
+    assert await v.save() == 0  # nothing changed since
+    assert await buffer.references() == [("m1", "energy_import_total_kwh", T0 + 2 * HOUR, "102.00")]
+
+
+@pytest.mark.asyncio
+async def test_the_newest_reference_wins_and_bad_ones_are_skipped(buffer: Buffer) -> None:
+    key = "energy_import_total_kwh"
+    await buffer.submit(WriteJob(refs=[("m1", key, T0 + HOUR, "5.5")]))
+    await buffer.submit(WriteJob(refs=[("m1", key, T0, "3.0")]))  # older: ignored
+    await buffer.submit(WriteJob(refs=[("m2", key, T0, "not a number")]))
+    await buffer.submit(WriteJob(refs=[("m3", "voltage_l1_v", T0, "230.1")]))
+    refs = sorted(await buffer.references())
+    assert refs[0] == ("m1", key, T0 + HOUR, "5.5")
+    v = Validator(buffer)
+    assert v.restore(refs) == 1  # m2 unreadable, m3 not a register
+    await v.accept([energy("5.0", T0 + 2 * HOUR)])
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.NON_MONOTONIC]
+
+
 _runs = iter(range(1_000_000))
 
 

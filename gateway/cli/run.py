@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.config import ConfigError, load_config
     from gateway.config.southbound import southbound_problems
     from gateway.daemon import Daemon, DaemonError, profile_dirs_for
+    from gateway.runtime import tune_gc
 
     try:
         cfg = load_config(args.config)
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.config}: {line}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(cfg.logging.level, cfg.logging.format, cfg.logging.components)
+    tune_gc()
 
     log = logs.get_logger("daemon")
 

@@ -22,6 +22,7 @@ from gateway.forward.registry import build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import configure
 from gateway.metrics import Metrics
+from gateway.runtime import tune_gc
 from gateway.validate import Validator
 
 
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     lg = config.logging
     configure(level=lg.level, fmt=lg.format, components=lg.components, stream=sys.stderr)
+    tune_gc()
 
     async def run() -> None:
         task = asyncio.current_task()

@@ -7,7 +7,8 @@ Phases (each with real servers and metergw as its own process,
    batches as fast as QoS 1 allows; readings/s from the first publish until the
    InfluxDB sink's cursor has passed the last reading (all in VictoriaMetrics).
 2. backlog: VictoriaMetrics down, 1M readings ingested and buffered (peak RSS of
-   the metergw process), then VictoriaMetrics up: drain readings/s.
+   the metergw process), then VictoriaMetrics up: drain readings/s. Run twice:
+   with the store-and-forward runner, and with the whole daemon (``metergw run``).
 3. kill soak: kill -9 of metergw in a loop while a publisher sends; then loss
    (acknowledged points missing in VictoriaMetrics) and duplicates (messages
    stored twice in the buffer; repeated samples VictoriaMetrics still lists).
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._publisher import PER_MSG  # noqa: E402
 from tests.integration.helpers import prepare_session, write_config  # noqa: E402
-from tests.servers import MosquittoServer, VictoriaMetricsServer  # noqa: E402
+from tests.servers import MosquittoServer, VictoriaMetricsServer, free_port  # noqa: E402
 
 CLIENT_ID = "metergw-test-ingest"
 PUBLISHER = ROOT / "bench" / "_publisher.py"
@@ -65,13 +66,19 @@ def publisher_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
 # -- metergw as a process ----------------------------------------------------------------
 
 
-def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+DAEMON = [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())", "run"]
+"""``metergw run``: the whole daemon (status API, polling stack, status view)."""
+
+
+def start_gateway(config: Path, log: Path, daemon: bool = False) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    # glibc gives each thread its own malloc arena; two keep RSS near what is in use.
+    # glibc gives each thread its own malloc arena; two keep RSS near what is in use
+    # (systemd/metergw.service sets the same).
     env.setdefault("MALLOC_ARENA_MAX", "2")
+    runner = DAEMON if daemon else [sys.executable, "-m", "gateway.forward.pipeline"]
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gateway.forward.pipeline", "-c", str(config)],
+            [*runner, "-c", str(config)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -192,12 +199,20 @@ def phase_sustained(
 
 
 def phase_backlog(
-    work: Path, broker: MosquittoServer, vm: VictoriaMetricsServer, readings: int, first: int
+    work: Path,
+    broker: MosquittoServer,
+    vm: VictoriaMetricsServer,
+    readings: int,
+    first: int,
+    daemon: bool = False,
 ) -> dict[str, Any]:
-    config, state = phase_config(work, "s2", broker, vm, "metergw-bench-backlog")
+    name = "s2d" if daemon else "s2"
+    config, state = phase_config(work, name, broker, vm, f"metergw-bench-{name}")
+    if daemon:  # its status API on a free port, not the default one
+        config.write_text(config.read_text() + f"[http]\nport = {free_port()}\n")
     before, _ = vm_points(vm)
     vm.stop()
-    gw = start_gateway(config, work / "s2.log")
+    gw = start_gateway(config, work / f"{name}.log", daemon)
     db = state / "buffer.sqlite"
     messages = readings // PER_MSG
     total = messages * PER_MSG
@@ -295,6 +310,10 @@ def main() -> int:
             print("sustained", results["sustained"], flush=True)
             results["backlog"] = phase_backlog(work, broker, vm, backlog, 10_000_000)
             print("backlog", results["backlog"], flush=True)
+            results["backlog_daemon"] = phase_backlog(
+                work, broker, vm, backlog, 15_000_000, daemon=True
+            )
+            print("backlog (metergw run)", results["backlog_daemon"], flush=True)
             results["kill_soak"] = phase_kill(work, broker, vm, cycles, 20_000_000)
             print("kill_soak", results["kill_soak"], flush=True)
         finally:
@@ -324,6 +343,11 @@ def main() -> int:
             "< 80 MB",
         ),
         ("lost (backlog)", str(results["backlog"]["lost"]), "0"),
+        (
+            "  the same, whole daemon",
+            f"{results['backlog_daemon']['peak_rss_mb_buffered']} MB (metergw run)",
+            "< 80 MB",
+        ),
         (
             "kill -9 soak",
             f"{results['kill_soak']['cycles']} cycles, "

@@ -32,7 +32,6 @@ from gateway.forward import Forwarder, Sink, build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.scheduler import Scheduler
 from gateway.status import RecentEvents, RecentLogHandler, StatusModel, StatusServer, Tap
 from gateway.status.http import StatusServerError
 from gateway.validate import Validator
@@ -206,6 +205,10 @@ class Daemon:
                 ]
                 sources: list[asyncio.Task[Any]] = []
                 if cfg.buses:
+                    # The polling stack (drivers, pymodbus, pyserial: about 4 MB resident)
+                    # is loaded only where there are buses to poll.
+                    from gateway.scheduler import Scheduler
+
                     scheduler = Scheduler(
                         cfg, validator, self.metrics, profile_dirs=self.profile_dirs
                     )

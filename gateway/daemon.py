@@ -28,6 +28,7 @@ from typing import Any
 from gateway.broker import BrokerStartError, EmbeddedBroker
 from gateway.buffer import Buffer, BufferError
 from gateway.config import Config
+from gateway.config.loader import profile_dirs_for
 from gateway.forward import Forwarder, Sink, build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
@@ -46,13 +47,6 @@ _RECANCEL_S = 0.25
 """How often a task that has not finished is cancelled again during shutdown."""
 _FLUSH_SHARE = 0.3
 """Share of the shutdown budget the forwarders get to deliver what is queued."""
-
-
-def profile_dirs_for(config_path: str | None) -> tuple[Path, ...]:
-    """Modbus register-map profiles live in ``profiles/`` next to the config file."""
-    if config_path is None:
-        return ()
-    return (Path(config_path).resolve().parent / "profiles",)
 
 
 class DaemonError(Exception):
@@ -105,7 +99,7 @@ class Daemon:
     @property
     def profile_dirs(self) -> tuple[Path, ...]:
         """Where Modbus register-map profiles are looked up."""
-        return profile_dirs_for(self.config_path)
+        return profile_dirs_for(self.config_path or "")
 
     async def run(self) -> None:
         """Start everything, serve until stopped, stop everything in order.

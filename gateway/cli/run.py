@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gateway import logs
     from gateway.config import ConfigError, load_config
-    from gateway.config.southbound import southbound_problems
-    from gateway.daemon import Daemon, DaemonError, profile_dirs_for
+    from gateway.daemon import Daemon, DaemonError
     from gateway.runtime import tune_gc
 
     try:
@@ -41,13 +40,6 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return EXIT_CONFIG
-    # What only the southbound code can judge (DI maps, Modbus profiles), still before any I/O.
-    dirs = profile_dirs_for(args.config)
-    late = southbound_problems(cfg.poll_groups, cfg.buses, dirs)
-    if late:
-        for line in late:
-            print(f"{args.config}: {line}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(cfg.logging.level, cfg.logging.format, cfg.logging.components)
     tune_gc()

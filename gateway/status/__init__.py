@@ -1,6 +1,6 @@
 """What an operator looks at: the status HTTP API and the state behind it."""
 
-from gateway.status.http import StatusServer, StatusServerError, build_app
+from gateway.status.http import StatusServer, StatusServerError
 from gateway.status.recent import RecentEvents, RecentLogHandler
 from gateway.status.report import StatusModel, gateway_version
 from gateway.status.tap import MeterSeen, Tap
@@ -13,6 +13,5 @@ __all__ = [
     "StatusServer",
     "StatusServerError",
     "Tap",
-    "build_app",
     "gateway_version",
 ]

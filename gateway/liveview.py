@@ -22,11 +22,15 @@ from rich.text import Text
 from gateway.status.render import (
     buffer_table,
     buses_table,
+    concentrators_table,
     event_line,
     header,
     meters_table,
     recent_table,
 )
+
+CONCENTRATORS_SHOWN = 5
+"""Concentrator rows on screen at most (stale ones first); meters get the rest of the room."""
 
 Fetch = Callable[[], Awaitable[Mapping[str, Any] | None]]
 """Returns the current ``/status`` document, or ``None`` when there is no answer."""
@@ -83,16 +87,24 @@ class LiveView:
         return fresh
 
     def frame(self, doc: Mapping[str, Any] | None, footer: str = "") -> RenderableType:
-        """One screen: header, buses, meters (as many as fit), buffer, events."""
+        """One screen: header, buses, concentrators, meters (as many as fit), buffer, events."""
         if doc is None:
             return Text("waiting for the gateway's status API...", style="yellow")
         height = self.console.size.height
         buses = len(doc.get("buses", []))
-        # Leave room for the header, the buses, buffer and events tables.
-        room = max(3, height - (buses + 6) - 8 - 14 - 4)
+        concentrators = None
+        concentrator_lines = 0
+        if doc.get("concentrators"):
+            concentrators = concentrators_table(doc, limit=CONCENTRATORS_SHOWN)
+            # Measured, not counted: its caption may wrap on a narrow terminal.
+            concentrator_lines = len(self.console.render_lines(concentrators, pad=False))
+        # Leave room for the header, the buses, concentrators, buffer and events tables.
+        room = max(3, height - (buses + 6) - concentrator_lines - 8 - 14 - 4)
         parts: list[RenderableType] = [Text(self.title, style="bold cyan"), header(doc)]
         if buses:
             parts.append(buses_table(doc))
+        if concentrators is not None:
+            parts.append(concentrators)
         parts += [meters_table(doc, limit=room), buffer_table(doc), recent_table(doc, 8)]
         if footer:
             parts.append(Text(footer, style="dim"))

@@ -3,9 +3,10 @@
 from gateway.status.http import StatusServer, StatusServerError
 from gateway.status.recent import RecentEvents, RecentLogHandler
 from gateway.status.report import StatusModel, gateway_version
-from gateway.status.tap import MeterSeen, Tap
+from gateway.status.tap import ConcentratorSeen, MeterSeen, Tap
 
 __all__ = [
+    "ConcentratorSeen",
     "MeterSeen",
     "RecentEvents",
     "RecentLogHandler",

@@ -141,6 +141,44 @@ def meters_table(doc: Mapping[str, Any], limit: int | None = None) -> Table:
     return t
 
 
+def concentrators_table(doc: Mapping[str, Any], limit: int | None = None) -> Table:
+    """Concentrators (MQTT topics) with state, what they sent and their last message; stale first.
+
+    The caption says when the ``meters`` list holds only some concentrator
+    meters (the gateway keeps per-meter detail for the first few only).
+    """
+    now = doc.get("gateway", {}).get("now_ms")
+    concs: Sequence[Mapping[str, Any]] = doc.get("concentrators", [])
+    rows = sorted(concs, key=lambda c: (c.get("state") != "stale", str(c.get("topic"))))
+    t = Table(title="Concentrators", title_justify="left", caption_justify="left")
+    t.add_column("concentrator", overflow="fold")
+    t.add_column("state")
+    for col in ("messages", "readings", "meters in last message"):
+        t.add_column(col, justify="right")
+    t.add_column("last message")
+    shown = rows if limit is None else rows[:limit]
+    for c in shown:
+        t.add_row(
+            str(c.get("topic")),
+            state_text(c.get("state")),
+            str(c.get("messages", 0)),
+            str(c.get("readings", 0)),
+            str(c.get("meters_last_message", 0)),
+            age(c.get("received_ms"), now),
+        )
+    notes = []
+    if limit is not None and len(rows) > limit:
+        notes.append(f"{len(rows) - limit} more concentrators not shown")
+    if doc.get("concentrator_meters_truncated"):
+        notes.append(
+            f"meter detail for the first {doc.get('concentrator_meters_detail_limit')} "
+            "concentrator meters only; the others are counted here"
+        )
+    if notes:
+        t.caption = "; ".join(notes)
+    return t
+
+
 def buffer_table(doc: Mapping[str, Any]) -> Table:
     """Buffer size and, per sink, what is still to deliver."""
     buf = doc.get("buffer") or {}
@@ -187,6 +225,8 @@ def status_view(doc: Mapping[str, Any], meter_limit: int | None = None) -> Rende
     parts: list[RenderableType] = [header(doc)]
     if doc.get("buses"):
         parts.append(buses_table(doc))
+    if doc.get("concentrators"):
+        parts.append(concentrators_table(doc))
     parts.append(meters_table(doc, meter_limit))
     parts.append(buffer_table(doc))
     parts.append(recent_table(doc))

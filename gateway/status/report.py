@@ -23,7 +23,7 @@ from gateway.status.recent import RecentEvents
 from gateway.status.tap import Tap
 
 STALE_AFTER_MS = 10 * 60 * 1000
-"""A concentrator meter with nothing received for this long shows as ``stale``."""
+"""A concentrator, or one of its meters, with nothing received for this long shows as ``stale``."""
 
 MIN_FREE_BYTES = 16 * 1024 * 1024
 """Below this much free space next to the buffer, the gateway is not ready."""
@@ -164,13 +164,21 @@ class StatusModel:
                 out.append(row)
         for mid in sorted(set(seen) - polled):
             s = seen[mid]
-            state = "stale" if now_ms - s.received_ms > STALE_AFTER_MS else "reporting"
             out.append(
-                {"meter": mid, "bus": None, "protocol": "concentrator", "state": state}
-                | {"topic": s.source}
+                {"meter": mid, "bus": None, "protocol": "concentrator"}
+                | {"state": _reporting(s.received_ms, now_ms), "topic": s.source}
                 | _seen_json(s)
             )
         return out
+
+    def concentrators_json(self, now_ms: int) -> list[dict[str, Any]]:
+        """Every concentrator (MQTT topic): what it sent, and whether it still reports."""
+        if self.tap is None:
+            return []
+        return [
+            plain(c) | {"state": _reporting(c.received_ms, now_ms)}
+            for _, c in sorted(self.tap.concentrators.items())
+        ]
 
     def snapshot(self) -> dict[str, Any]:
         """The whole ``/status`` document."""
@@ -193,6 +201,7 @@ class StatusModel:
                     "online": sum(1 for m in ms if m.get("state") == "online"),
                 }
             )
+        tap = self.tap
         ingest: dict[str, Any] | None = None
         if self.ingest is not None:
             ingest = {"connected": _is_set(self.ingest.connected)}
@@ -209,9 +218,14 @@ class StatusModel:
             },
             "buses": bus_rows,
             "meters": meters,
+            "concentrators": self.concentrators_json(now_ms),
+            # Concentrator meters beyond the detail limit are counted in "concentrators" only.
+            "concentrator_meters_detail_limit": tap.detail_limit if tap is not None else None,
+            "concentrator_meters_truncated": tap is not None and tap.concentrator_meters_truncated,
+            "concentrator_readings_not_detailed": tap.rows_not_detailed if tap is not None else 0,
             "buffer": self.buffer_json(now_ms),
-            "readings_accepted": self.tap.accepted if self.tap is not None else 0,
-            "commits_in_flight": self.tap.in_flight if self.tap is not None else 0,
+            "readings_accepted": tap.accepted if tap is not None else 0,
+            "commits_in_flight": tap.in_flight if tap is not None else 0,
             "ingest": ingest,
             "sinks": list(self.sinks),
             "recent": self.recent.to_json(),
@@ -230,6 +244,10 @@ def _is_set(flag: Any) -> bool:
     if hasattr(flag, "is_set"):
         return bool(flag.is_set())
     return bool(flag)
+
+
+def _reporting(received_ms: int, now_ms: int) -> str:
+    return "stale" if now_ms - received_ms > STALE_AFTER_MS else "reporting"
 
 
 def _seen_json(seen: Any) -> dict[str, Any]:

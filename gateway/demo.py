@@ -23,6 +23,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +42,13 @@ GATEWAY_CONFIG = Path("config/demo.toml")
 SIM_SCENARIO = Path("config/sim/demo.toml")
 STATUS_URL = "http://127.0.0.1:8181"
 SIM_ENDPOINTS = (Path("var/demo/rs485-1"), Path("var/demo/rs485-2"))
+DEMO_PORTS = {
+    8181: "the gateway's status API",
+    11883: "the gateway's embedded MQTT broker",
+    15020: "the simulator's Modbus TCP meter",
+    18090: "the simulator's control API",
+}
+"""The fixed local ports of config/demo.toml and config/sim/demo.toml."""
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
@@ -175,9 +183,20 @@ class DemoError(Exception):
         self.code = code
 
 
-def _port_open(host: str, port: int) -> bool:
-    import socket
+def busy_ports(ports: Mapping[int, str] = DEMO_PORTS) -> list[str]:
+    """The demo's ports that something on 127.0.0.1 already listens on, named."""
+    busy = []
+    for port, what in ports.items():
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy.append(f"{port} ({what})")
+    return busy
 
+
+def _port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
         return True
     return False
@@ -186,6 +205,15 @@ def _port_open(host: str, port: int) -> bool:
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     """Start both, show the live view, stop both. Returns the exit status."""
     os.chdir(ROOT)
+    busy = busy_ports()
+    if busy:  # an older demo still running would answer in place of this one
+        console.print(
+            "metergw demo: port(s) already in use on 127.0.0.1: "
+            + ", ".join(busy)
+            + ". Is another demo still running? Stop it (or free the ports) and retry.",
+            markup=False,
+        )
+        return 1
     fresh_state()
     sim = Child(
         "simulator",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -125,3 +126,23 @@ def test_demo_help_names_its_options() -> None:
     )
     for option in ("--duration", "--plain", "--scenario"):
         assert option in result.stdout
+
+
+@pytest.mark.timeout(60)
+def test_demo_refuses_to_start_when_a_port_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 18090))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.demo", "--duration", "5"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=50,
+            check=False,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "18090 (the simulator's control API)" in result.stdout, result.stdout
+    assert "Is another demo still running?" in result.stdout
+    assert "simulator pid" not in result.stdout, "started although a port was taken"

@@ -71,10 +71,8 @@ DAEMON = [sys.executable, "-c", "import sys; from gateway.cli import main; sys.e
 
 
 def start_gateway(config: Path, log: Path, daemon: bool = False) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    # glibc gives each thread its own malloc arena; two keep RSS near what is in use
-    # (systemd/metergw.service sets the same).
-    env.setdefault("MALLOC_ARENA_MAX", "2")
+    # No MALLOC_* variables: metergw tunes glibc's allocator itself (gateway/runtime.py).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     runner = DAEMON if daemon else [sys.executable, "-m", "gateway.forward.pipeline"]
     with log.open("ab") as out:
         return subprocess.Popen(

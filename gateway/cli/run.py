@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway import logs
     from gateway.config import ConfigError, load_config
     from gateway.daemon import Daemon, DaemonError
-    from gateway.runtime import tune_gc
+    from gateway.runtime import tune_gc, tune_malloc
 
     try:
         cfg = load_config(args.config)
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(cfg.logging.level, cfg.logging.format, cfg.logging.components)
+    tune_malloc()  # before any thread starts
     tune_gc()
 
     log = logs.get_logger("daemon")

@@ -22,7 +22,7 @@ from gateway.forward.registry import build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import configure
 from gateway.metrics import Metrics
-from gateway.runtime import tune_gc
+from gateway.runtime import tune_gc, tune_malloc
 from gateway.validate import Validator
 
 
@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     lg = config.logging
     configure(level=lg.level, fmt=lg.format, components=lg.components, stream=sys.stderr)
+    tune_malloc()  # before any thread starts
     tune_gc()
 
     async def run() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,9 @@ async def test_block_read_equals_what_the_meter_sent(
 @pytest.mark.asyncio
 async def test_follow_up_frames_are_joined(sim: Dlt645Bus, session: Dlt645Session) -> None:
     meter = sim.meters[A1]
-    start = meter.meter_time().replace(minute=0, second=0, microsecond=0)
-    start = start.replace(hour=0)
+    # Twelve hours back: 40 intervals of 15 min are always in the past, whatever
+    # the time of day (the start of the meter's day was not, just after midnight).
+    start = (meter.meter_time() - timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
     before = session.transactions
     payload = await session.read(A1, 0x06000001, extra=load_profile_request_extra(40, start))
     records = decode_load_profile(payload)

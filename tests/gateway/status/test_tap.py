@@ -22,6 +22,7 @@ from gateway.model import Reading, TimeSource
 from gateway.status import RecentEvents, StatusModel, Tap
 from gateway.status.render import status_view
 from gateway.status.report import STALE_AFTER_MS
+from gateway.status.tap import DETAIL_LIMIT
 from tests.gateway.ingest.payloads import batch, encode
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,6 +35,15 @@ LIMIT = 3
 def meter_id(n: int) -> str:
     """The id the ingest gives the ``n``-th meter of :func:`batch`."""
     return f"dlt645-2007:{n:012d}"
+
+
+def watched(buffer: Buffer, limit: int = LIMIT) -> tuple[Tap, StatusModel]:
+    """A tap on ``buffer`` and the status model that reports it."""
+    recent = RecentEvents()
+    tap = Tap(buffer, recent, detail_limit=limit)
+    model = StatusModel("gw", Metrics(), recent)
+    model.tap = tap
+    return tap, model
 
 
 def polled(meter: str, n: int) -> list[Reading]:
@@ -147,10 +157,7 @@ async def test_meters_in_the_last_message_are_distinct_meters(buffer: Buffer) ->
 async def test_status_lists_concentrators_and_says_meter_detail_is_truncated(
     buffer: Buffer,
 ) -> None:
-    recent = RecentEvents()
-    tap = Tap(buffer, recent, detail_limit=LIMIT)
-    model = StatusModel("gw", Metrics(), recent)
-    model.tap = tap
+    tap, model = watched(buffer)
     await tap.accept(polled("line-1:0", 0))
     await message(tap, C1, batch("c1", seq=1, meters=5, points=2))
     old = int(time.time() * 1000) - STALE_AFTER_MS - 60_000
@@ -178,10 +185,7 @@ async def test_status_lists_concentrators_and_says_meter_detail_is_truncated(
 
 @pytest.mark.asyncio
 async def test_status_without_truncation_says_so(buffer: Buffer) -> None:
-    recent = RecentEvents()
-    tap = Tap(buffer, recent)
-    model = StatusModel("gw", Metrics(), recent)
-    model.tap = tap
+    tap, model = watched(buffer, DETAIL_LIMIT)
     await message(tap, C1, batch("c1", seq=1, meters=5, points=2))
 
     doc = model.snapshot()
@@ -202,10 +206,7 @@ def line_with(text: str, needle: str) -> str:
 
 @pytest.mark.asyncio
 async def test_status_view_shows_a_row_per_concentrator_and_the_truncation(buffer: Buffer) -> None:
-    recent = RecentEvents()
-    tap = Tap(buffer, recent, detail_limit=LIMIT)
-    model = StatusModel("gw", Metrics(), recent)
-    model.tap = tap
+    tap, model = watched(buffer)
     await message(tap, C1, batch("c1", seq=1, meters=5, points=2))
     await message(tap, C1, batch("c1", seq=2, meters=4, points=3))
 
@@ -217,7 +218,7 @@ async def test_status_view_shows_a_row_per_concentrator_and_the_truncation(buffe
     assert f"meter detail for the first {LIMIT} concentrator meters only" in text
 
     # Without concentrators there is no table; without truncation, no caption.
-    tap2 = Tap(buffer, recent)
+    tap2 = Tap(buffer, model.recent)
     model.tap = tap2
     assert "Concentrators" not in rendered(model.snapshot())
     await message(tap2, C2, batch("c2", seq=1, meters=2, points=1))
@@ -230,10 +231,7 @@ async def test_status_view_shows_a_row_per_concentrator_and_the_truncation(buffe
 async def test_live_view_gives_the_concentrators_room_taken_from_the_meters(
     buffer: Buffer,
 ) -> None:
-    recent = RecentEvents()
-    tap = Tap(buffer, recent, detail_limit=LIMIT)
-    model = StatusModel("gw", Metrics(), recent)
-    model.tap = tap
+    tap, model = watched(buffer)
     for n in range(60):
         await tap.accept(polled(f"line-1:{n}", n))
     without = model.snapshot()

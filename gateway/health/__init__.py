@@ -2,7 +2,7 @@
 
 from gateway.health.backfill import (
     Gap,
-    daily_records_to_scan,
+    freezes_to_scan,
     meter_gap,
     meter_time_to_utc_ms,
     needs_backfill,
@@ -17,7 +17,7 @@ __all__ = [
     "MeterHealth",
     "MeterState",
     "Outcome",
-    "daily_records_to_scan",
+    "freezes_to_scan",
     "meter_gap",
     "meter_time_to_utc_ms",
     "needs_backfill",

@@ -1,7 +1,7 @@
 """Gaps and what to read to fill them, in meter time and UTC.
 
 A gap is the span between a meter's last good poll and its return. Meter
-records (daily freezes, load profile) carry the meter's local time, so the
+records (daily and hourly freezes, load profile) carry the meter's local time, so the
 gap is mapped into meter time with the clock drift measured before and after
 it (:func:`meter_gap`): records are matched even when the meter's clock is off.
 """
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 MAX_DAILY_RECORDS = 62
 """DL/T 645-2007 meters keep the last 62 daily freezes."""
+MAX_HOURLY_RECORDS = 254
+"""... and the last 254 hourly (full-hour) freezes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +56,11 @@ def needs_backfill(
     return now_ms - last_ok_ms > cumulative_interval_s * 1000.0
 
 
-def daily_records_to_scan(gap: Gap) -> int:
-    """How many daily freezes (newest first) can fall inside ``gap``."""
-    days = math.ceil(max(gap.end_ms - gap.start_ms, 0) / 86_400_000) + 1
-    return max(1, min(days, MAX_DAILY_RECORDS))
+def freezes_to_scan(gap: Gap, hourly: bool = False) -> int:
+    """How many daily (or hourly) freezes, newest first, can fall inside ``gap``."""
+    span, top = (3_600_000, MAX_HOURLY_RECORDS) if hourly else (86_400_000, MAX_DAILY_RECORDS)
+    n = math.ceil(max(gap.end_ms - gap.start_ms, 0) / span) + 1
+    return max(1, min(n, top))
 
 
 def meter_time_to_utc_ms(local: datetime.datetime, tz: str) -> int:

@@ -19,7 +19,7 @@ from drivers.dlt645.plan import UnmappedKeys, plan_dis
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
 from drivers.modbus import ModbusSession, RegisterSpan
 from gateway.config.southbound import MeterConfig
-from gateway.health import Gap, daily_records_to_scan, meter_time_to_utc_ms, utc_ms_to_meter_time
+from gateway.health import Gap, freezes_to_scan, meter_time_to_utc_ms, utc_ms_to_meter_time
 from protocols.dlt645 import (
     LOAD_PROFILE_DI,
     Variant,
@@ -99,7 +99,7 @@ _CLOCK_DIS = {Variant.V2007: (0x04000101, 0x04000102), Variant.V1997: (0xC010, 0
 
 
 class Dlt645Reader(MeterReader):
-    """DL/T 645 meters: block DIs where they cover several keys, clock, daily freezes."""
+    """DL/T 645 meters: block DIs where they cover several keys, clock, frozen records."""
 
     def __init__(self, session: Dlt645Session) -> None:
         self.session = session
@@ -161,17 +161,31 @@ class Dlt645Reader(MeterReader):
         return datetime.datetime.combine(day.date(), clock.time())
 
     async def read_records(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
-        """Daily freezes and load-profile records whose meter time falls in the gap."""
+        """Daily freezes and load-profile records whose meter time falls in the gap;
+        hourly freezes instead of the load profile on meters that keep none for it."""
         if self.session.variant != Variant.V2007:
             return []
-        return await self._daily_freezes(meter, gap, tz) + await self._load_profile(meter, gap, tz)
+        daily = await self._freezes(meter, gap, tz)
+        profile = await self._load_profile(meter, gap, tz)
+        if profile:
+            return daily + profile
+        # Many meters have no load profile configured, but every DL/T 645-2007 meter
+        # freezes its import total at each full hour. The midnight one repeats the
+        # daily freeze's total: read once, stored once.
+        have = {(s.key, s.ts_ms) for s in daily}
+        hourly = await self._freezes(meter, gap, tz, hourly=True)
+        return daily + [s for s in hourly if (s.key, s.ts_ms) not in have]
 
-    async def _daily_freezes(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+    async def _freezes(
+        self, meter: MeterConfig, gap: Gap, tz: str, hourly: bool = False
+    ) -> list[Sample]:
+        """Frozen records newest first, back to the gap's start: two reads each (its
+        time, then its energy), since a meter without power freezes nothing."""
         address = meter.address or ""
         out: list[Sample] = []
-        for n in range(1, daily_records_to_scan(gap) + 1):
+        for n in range(1, freezes_to_scan(gap, hourly) + 1):
             try:
-                when = await self.session.read_datetime(address, freeze_time_di(n))
+                when = await self.session.read_datetime(address, freeze_time_di(n, hourly))
             except DeviceError:
                 break  # no such record: the meter keeps fewer freezes
             ts_ms = meter_time_to_utc_ms(when, tz)
@@ -179,7 +193,7 @@ class Dlt645Reader(MeterReader):
                 break
             if not gap.contains(ts_ms):
                 continue
-            for v in await self.session.read_values(address, freeze_energy_di(n)):
+            for v in await self.session.read_values(address, freeze_energy_di(n, hourly)):
                 out.append(Sample(v.key, v.value, v.unit, ts_ms))
         return out
 

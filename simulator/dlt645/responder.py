@@ -123,6 +123,8 @@ class MeterResponder:
             meter.last_served[di] = values
             return encode_payload(di, values, self.variant)
         if kind == "load_profile":
+            if not meter.keeps_load_profile:
+                raise NoData
             try:
                 count, start = parse_load_profile_request_extra(extra)
             except RemoteDataError:

@@ -53,7 +53,8 @@ class SimMeter:
     chooses its load curve, size, voltages and power factors; ``tz`` is the
     zone of its own clock. ``peak_kw`` overrides the seeded peak load;
     ``drift_ppm`` the seeded clock drift; ``history_days`` bounds the records
-    it keeps (daily/hourly freezes and load profile).
+    it keeps (daily/hourly freezes and load profile); ``load_profile=False``
+    plays a meter whose load profile is not configured.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class SimMeter:
         history_days: int = 7,
         drift_ppm: float | None = None,
         protocol: str = "dlt645-2007",
+        load_profile: bool = True,
     ) -> None:
         self.address = address
         self.seed = seed
@@ -75,6 +77,8 @@ class SimMeter:
         self.tz = ZoneInfo(tz)
         self.protocol = protocol
         self.history_days = history_days
+        self.keeps_load_profile = load_profile
+        """False: a meter without a configured load profile (reads of it find no data)."""
         self.last_served: dict[int, list[Decimal]] = {}
         """DI (or register address) -> values of the last reply this meter sent."""
         self.faults = FaultSet(METER_FAULTS, f"meter {address}")

@@ -9,7 +9,7 @@ from gateway.health import (
     Gap,
     MeterHealth,
     MeterState,
-    daily_records_to_scan,
+    freezes_to_scan,
     meter_gap,
     meter_time_to_utc_ms,
     needs_backfill,
@@ -93,7 +93,11 @@ def test_gap_arithmetic() -> None:
     assert not needs_backfill(0, 899_000, 900)
     assert not needs_backfill(None, 10**9, 900)
     gap = Gap("m", 0, 3 * 86_400_000)
-    assert daily_records_to_scan(gap) == 4
+    assert freezes_to_scan(gap) == 4
+    assert freezes_to_scan(gap, hourly=True) == 73
+    assert freezes_to_scan(Gap("m", 0, 100 * 86_400_000)) == 62  # all a meter keeps
+    assert freezes_to_scan(Gap("m", 0, 20 * 86_400_000), hourly=True) == 254
+    assert freezes_to_scan(Gap("m", 5, 5), hourly=True) == 1
     shifted = meter_gap(gap, 1000, 5000)
     assert (shifted.start_ms, shifted.end_ms) == (1000, 3 * 86_400_000 + 5000)
     local = datetime.datetime(2026, 11, 23, 0, 0)

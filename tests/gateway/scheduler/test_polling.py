@@ -273,6 +273,55 @@ async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() ->
 
 
 @pytest.mark.asyncio
+async def test_backfill_reads_hourly_freezes_from_a_meter_without_load_profile() -> None:
+    clock = SimClock()
+    meter = SimMeter(addr(8), seed=8, clock=clock, load_profile=False)
+    async with Dlt645Bus([meter]) as sim:
+        path = await sim.start_pty()
+        acc = MemoryAcceptor()
+        cfg = dlt_config(
+            path,
+            [meter.address],
+            groups=ENERGY_1S,
+            poll=["energy"],
+            bus_extra='offline_after = 1\noffline_backoff_max = "1s"',
+        )
+        async with running(cfg, acc):
+            await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
+            meter.set_fault("no_answer")
+            await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
+            clock.advance(30 * 3600)  # thirty hours: a midnight and 30 full hours pass
+            meter.clear_faults()
+            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
+            hourly = {}
+            for n in range(1, 40):
+                record = meter.freeze(n, hourly=True)
+                assert record is not None
+                hourly[record[0]] = record[1]["energy_import_total_kwh"]
+    tz = ZoneInfo("Asia/Shanghai")
+    back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
+    totals = {
+        dt.datetime.fromtimestamp(r.ts_ms / 1000, tz).replace(tzinfo=None): r
+        for r in back
+        if r.key == "energy_import_total_kwh"
+    }
+    # Every full hour of the gap, each once, with the meter's frozen total; no 15-min records.
+    assert 29 <= len(totals) <= 31, sorted(totals)
+    assert len([r for r in back if r.key == "energy_import_total_kwh"]) == len(totals)
+    assert all(t.minute == 0 and t.second == 0 for t in totals)
+    for local, reading in totals.items():
+        assert reading.value == hourly[local], local
+        assert reading.ts_source is TimeSource.METER
+    midnights = [t for t in totals if t.hour == 0]
+    assert midnights, "the daily freeze's midnight is among them"
+    # The midnight's tariff registers come from the daily freeze.
+    assert any(r.key == "energy_import_t1_kwh" for r in back)
+    filled = acc.kinds(EventKind.GAP_FILLED)[0]
+    assert filled.detail["complete"] is True
+    assert filled.detail["records"] == len(totals)
+
+
+@pytest.mark.asyncio
 async def test_read_now_goes_before_scheduled_polls() -> None:
     clock = SimClock(speed=0)
     meters = [SimMeter(addr(n), seed=n, clock=clock) for n in range(1, 9)]

@@ -25,6 +25,7 @@
     turnaround = 0.02
     meters = ["000000000001", "000000000002"]   # or first = "...", count = N
     repeat = 1                     # N copies: name-1.., port+i, addresses continue
+    load_profile = true            # false: meters without one (hourly freezes only)
 
     [[modbus]]
     name = "sdm630"
@@ -155,6 +156,8 @@ class Dlt645Section(_Transport):
     first: Address | None = None
     count: Annotated[int, Field(ge=1, le=10_000)] | None = None
     peak_kw: Annotated[float, Field(gt=0)] | None = None
+    load_profile: bool = True
+    """False: the meters keep no load profile (backfill uses their hourly freezes)."""
 
     @model_validator(mode="after")
     def _meters(self) -> Any:

@@ -80,7 +80,9 @@ class Scenario:
         self._control: Any = None
         self.started_at = 0.0
 
-        def meter(address: str, protocol: str, peak_kw: float | None = None) -> SimMeter:
+        def meter(
+            address: str, protocol: str, peak_kw: float | None = None, load_profile: bool = True
+        ) -> SimMeter:
             m = SimMeter(
                 address,
                 seed=meter_seed(sim.seed, address),
@@ -90,6 +92,7 @@ class Scenario:
                 tariffs=tariffs,
                 history_days=sim.history_days,
                 protocol=protocol,
+                load_profile=load_profile,
             )
             self.meters[address] = m
             return m
@@ -98,7 +101,8 @@ class Scenario:
             for copy in range(bus_spec.repeat):
                 name = bus_spec.name if bus_spec.repeat == 1 else f"{bus_spec.name}-{copy + 1}"
                 meters = [
-                    meter(a, bus_spec.variant, bus_spec.peak_kw) for a in bus_spec.addresses(copy)
+                    meter(a, bus_spec.variant, bus_spec.peak_kw, bus_spec.load_profile)
+                    for a in bus_spec.addresses(copy)
                 ]
                 bus = Dlt645Bus(
                     meters,

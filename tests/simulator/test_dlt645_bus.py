@@ -194,3 +194,35 @@ async def test_baud_time_emulation(clock: SimClock) -> None:
         # 16 + 20 bytes at 11 bits each and 1200 baud, plus the 50 ms turnaround.
         expected = (16 + 20) * 11 / 1200 + 0.05
         assert expected - 0.01 <= took < expected + 0.25
+
+
+@pytest.mark.asyncio
+async def test_a_meter_without_load_profile_still_keeps_hourly_freezes(clock: SimClock) -> None:
+    clock.advance(86_400)
+    bare = SimMeter("000000000009", seed=9, clock=clock, load_profile=False)
+    async with Dlt645Bus([bare]) as bus:
+        client = await tcp_client(await bus.start_tcp())
+        start = bare.meter_time().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+        extra = load_profile_request_extra(4, start)
+        reply = await client.frame(read_request(bare.address, 0x06000001, extra=extra))
+        assert reply is not None
+        refused = parse_reply(reply, Variant.V2007)
+        assert isinstance(refused, ErrorReply)
+        assert refused.flags & ErrorFlags.NO_DATA
+        when = decode_datetime(
+            freeze_time_di(3, hourly=True),
+            data(
+                await client.frame(read_request(bare.address, freeze_time_di(3, hourly=True)))
+            ).payload,
+        )
+        assert when == start + timedelta(hours=1)  # n=1 is the current hour
+        total = decode_payload(
+            freeze_energy_di(3, hourly=True),
+            data(
+                await client.frame(read_request(bare.address, freeze_energy_di(3, hourly=True)))
+            ).payload,
+        )
+        frozen = bare.freeze(3, hourly=True)
+        assert frozen is not None
+        assert [v.value for v in total] == [frozen[1]["energy_import_total_kwh"]]
+        await client.close()

@@ -69,6 +69,15 @@ def test_bad_scenarios_name_file_and_key(tmp_path: Path) -> None:
         load_scenario(tmp_path / "z.toml")
 
 
+def test_a_bus_of_meters_without_load_profile() -> None:
+    bare = SCENARIO.replace("count = 3", "count = 3\nload_profile = false")
+    dtu = Scenario(parse_scenario(bare, "b.toml")).buses["dtu"]
+    assert [m.keeps_load_profile for m in dtu.meters.values()] == [False] * 3
+    assert all(
+        m.keeps_load_profile for m in Scenario(parse_scenario(SCENARIO, "a.toml")).meters.values()
+    )
+
+
 @pytest.mark.asyncio
 async def test_timeline_and_control_api() -> None:
     scenario = Scenario(parse_scenario(SCENARIO, "test.toml"))

@@ -2,7 +2,8 @@
 
 Order of work: on-demand reads first, then the meter whose poll is due
 soonest (answering meters before suspect and offline ones when several are
-due at once). Offline meters are retried at their backoff; when the whole bus
+due at once); the records of a meter back from a gap are read in slices
+between polls. Offline meters are retried at their backoff; when the whole bus
 is at fault, one meter is probed at a time (the link reopened first) with
 growing pauses until it answers.
 """
@@ -26,7 +27,7 @@ from gateway.model import Acceptor, Event, Reading, TimeSource
 from gateway.scheduler.links import link_name
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.readers import MeterReader, ReadResult
-from gateway.scheduler.recovery import backfill, check_clock
+from gateway.scheduler.recovery import Backfill, check_clock, start_backfill
 from gateway.scheduler.snapshot import BusSnapshot, MeterSnapshot
 from gateway.scheduler.timing import Utilisation, reschedule
 
@@ -34,6 +35,8 @@ log = get_logger("scheduler")
 
 _PROBE_MIN = 0.2
 _PROBE_MAX = 60.0
+POLLS_PER_SLICE = 4
+"""On a busy line, a backfill slice (one or two transactions) after this many polls."""
 
 
 @dataclass(slots=True)
@@ -80,6 +83,9 @@ class BusWorker:
         self.health = BusHealth(cfg.name)
         self.utilisation = Utilisation()
         self._demand: deque[_Demand] = deque()
+        self._backfills: deque[Backfill] = deque()
+        """Gaps being filled, oldest first, a slice at a time between polls."""
+        self._polls_since_slice = 0
         self._wake = asyncio.Event()
         self._probe_delay = _PROBE_MIN
         self._probe_at = 0.0
@@ -141,6 +147,9 @@ class BusWorker:
         finally:
             for d in self._demand:
                 d.future.cancel()
+            for job in self._backfills:
+                with contextlib.suppress(Exception):
+                    await job.close()
             with contextlib.suppress(Exception):
                 await self.reader.close()
             log.info("bus_stopped", bus=self.name)
@@ -153,6 +162,12 @@ class BusWorker:
             return
         meter, due = self._next()
         delay = due - time.time()
+        # Backfill takes the line when no poll is due, and one slice in every
+        # POLLS_PER_SLICE polls on a line that is never idle; not during a bus fault.
+        idle = meter is None or delay > 0 or self._polls_since_slice >= POLLS_PER_SLICE
+        if self._backfills and idle and self.health.state != "fault":
+            await self._backfill_slice()
+            return
         if meter is None or delay > 0:
             self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio())
             await self._sleep(delay)
@@ -160,6 +175,17 @@ class BusWorker:
             await self._probe(meter)
         else:
             await self._poll(meter)
+
+    async def _backfill_slice(self) -> None:
+        job = self._backfills[0]
+        t0 = time.monotonic()
+        readings, filled = await job.step()
+        self.utilisation.add(t0, time.monotonic())
+        self._polls_since_slice = 0
+        if filled is not None:
+            self._backfills.popleft()
+        if readings or filled is not None:
+            await self.acceptor.accept(readings, [filled] if filled is not None else [])
 
     def _next(self) -> tuple[MeterRun | None, float]:
         if not self.meters:
@@ -251,6 +277,7 @@ class BusWorker:
         for g in due_groups:
             g.next_due, skipped = reschedule(g.interval, g.next_due, now)
             g.skipped += skipped
+        self._polls_since_slice += 1
         self.metrics.polls.labels(self.name, _result_label(error, result)).inc()
         self.metrics.poll_seconds.labels(self.name).observe(end - t0)
         self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio(end))
@@ -313,7 +340,7 @@ class BusWorker:
             readings += r
             events += e
         if returning and self.cfg.backfill:
-            r, e = await backfill(
+            job = start_backfill(
                 self.reader,
                 meter,
                 self.name,
@@ -321,8 +348,9 @@ class BusWorker:
                 now_ms=start_ms,
                 drift_before_ms=drift_before,
             )
-            readings += r
-            events += e
+            if job is not None:  # read between polls, see _step
+                events.append(job.opened)
+                self._backfills.append(job)
         return readings, events
 
     async def _failed(self, meter: MeterRun, error: BaseException, start_ms: int) -> list[Event]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +53,11 @@ class ReadResult:
     """Items the meter answered with an error or unusable data."""
 
 
+async def _nothing() -> AsyncGenerator[list[Sample], None]:
+    return
+    yield []  # an async generator that yields nothing
+
+
 class MeterReader(abc.ABC):
     """Reads meters of one protocol on one bus."""
 
@@ -88,9 +93,11 @@ class MeterReader(abc.ABC):
     def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
         """Raise :class:`ValueError` naming the keys ``meter`` cannot be read for."""
 
-    async def read_records(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
-        """Meter-stamped records inside ``gap`` (in meter time: frozen registers, load profile)."""
-        return []
+    def records(self, meter: MeterConfig, gap: Gap, tz: str) -> AsyncGenerator[list[Sample], None]:
+        """Meter-stamped records inside ``gap`` (in meter time: frozen registers, load
+        profile), one slice of at most a couple of transactions per step, so that the
+        bus task can poll other meters between steps. A slice may be empty."""
+        return _nothing()
 
 
 _PROFILE_BATCH = 16  # records per 200-byte reply
@@ -160,71 +167,79 @@ class Dlt645Reader(MeterReader):
         clock = await self.session.read_datetime(address, time_di)
         return datetime.datetime.combine(day.date(), clock.time())
 
-    async def read_records(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
+    async def records(
+        self, meter: MeterConfig, gap: Gap, tz: str
+    ) -> AsyncGenerator[list[Sample], None]:
         """Daily freezes and load-profile records whose meter time falls in the gap;
         hourly freezes instead of the load profile on meters that keep none for it."""
         if self.session.variant != Variant.V2007:
-            return []
-        daily = await self._freezes(meter, gap, tz)
-        profile = await self._load_profile(meter, gap, tz)
+            return
+        have: set[tuple[str, int | None]] = set()
+        async for daily in self._freezes(meter, gap, tz):
+            have.update((s.key, s.ts_ms) for s in daily)
+            yield daily
+        profile = False
+        async for chunk in self._load_profile(meter, gap, tz):
+            profile = profile or bool(chunk)
+            yield chunk
         if profile:
-            return daily + profile
+            return
         # Many meters have no load profile configured, but every DL/T 645-2007 meter
         # freezes its import total at each full hour. The midnight one repeats the
         # daily freeze's total: read once, stored once.
-        have = {(s.key, s.ts_ms) for s in daily}
-        hourly = await self._freezes(meter, gap, tz, hourly=True)
-        return daily + [s for s in hourly if (s.key, s.ts_ms) not in have]
+        async for hourly in self._freezes(meter, gap, tz, hourly=True):
+            yield [s for s in hourly if (s.key, s.ts_ms) not in have]
 
     async def _freezes(
         self, meter: MeterConfig, gap: Gap, tz: str, hourly: bool = False
-    ) -> list[Sample]:
-        """Frozen records newest first, back to the gap's start: two reads each (its
-        time, then its energy), since a meter without power freezes nothing."""
+    ) -> AsyncGenerator[list[Sample], None]:
+        """Frozen records newest first, back to the gap's start, one per step: its time,
+        then its energy (a meter without power freezes nothing, so times are read)."""
         address = meter.address or ""
-        out: list[Sample] = []
         for n in range(1, freezes_to_scan(gap, hourly) + 1):
             try:
                 when = await self.session.read_datetime(address, freeze_time_di(n, hourly))
             except DeviceError:
-                break  # no such record: the meter keeps fewer freezes
+                return  # no such record: the meter keeps fewer freezes
             ts_ms = meter_time_to_utc_ms(when, tz)
             if ts_ms <= gap.start_ms:
-                break
+                return
             if not gap.contains(ts_ms):
+                yield []
                 continue
-            for v in await self.session.read_values(address, freeze_energy_di(n, hourly)):
-                out.append(Sample(v.key, v.value, v.unit, ts_ms))
-        return out
+            values = await self.session.read_values(address, freeze_energy_di(n, hourly))
+            yield [Sample(v.key, v.value, v.unit, ts_ms) for v in values]
 
-    async def _load_profile(self, meter: MeterConfig, gap: Gap, tz: str) -> list[Sample]:
-        """Load-profile records from the gap's start, in requests of up to 16 records."""
+    async def _load_profile(
+        self, meter: MeterConfig, gap: Gap, tz: str
+    ) -> AsyncGenerator[list[Sample], None]:
+        """Load-profile records from the gap's start, up to 16 records per step."""
         address = meter.address or ""
         start = utc_ms_to_meter_time(gap.start_ms, tz).replace(second=0, microsecond=0)
-        out: list[Sample] = []
         for _ in range(_MAX_PROFILE_REQUESTS):
             extra = load_profile_request_extra(_PROFILE_BATCH, start)
             try:
                 payload = await self.session.read(address, LOAD_PROFILE_DI, extra=extra)
             except DeviceError:
-                break  # no records (or no load profile on this meter)
+                return  # no records (or no load profile on this meter)
             try:
                 records = decode_load_profile(payload)
             except ValueError as exc:
                 raise FrameError(f"meter {address}: load profile: {exc}") from exc
             newest = start
+            out: list[Sample] = []
             for rec in records:
                 ts_ms = meter_time_to_utc_ms(rec.start, tz)
                 newest = max(newest, rec.start)
                 if gap.contains(ts_ms):
                     for key, value in rec.values.items():
                         out.append(Sample(key, value, QUANTITIES[key].unit, ts_ms))
+            yield out
             if len(records) < _PROFILE_BATCH or newest <= start:
-                break
+                return
             start = newest + datetime.timedelta(minutes=1)
             if meter_time_to_utc_ms(start, tz) > gap.end_ms:
-                break
-        return out
+                return
 
 
 class ModbusReader(MeterReader):

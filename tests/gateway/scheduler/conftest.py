@@ -13,6 +13,23 @@ from gateway.model import Event, EventKind, Reading
 from gateway.scheduler import Scheduler
 from tests.servers import wait_until
 
+ENERGY = [
+    "energy_import_total_kwh",
+    "energy_import_t1_kwh",
+    "energy_import_t2_kwh",
+    "energy_import_t3_kwh",
+    "energy_import_t4_kwh",
+]
+ENERGY_1S = f"""
+[poll_groups.energy]
+interval = "1s"
+quantities = {ENERGY}
+"""
+
+
+def addr(n: int) -> str:
+    return f"{n:012d}"
+
 
 class MemoryAcceptor:
     """The Acceptor interface kept in lists (a test double, not a server mock)."""

@@ -3,43 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from drivers.errors import Timeout
 from gateway.metrics import Metrics
-from gateway.model import EventKind, Quality, TimeSource
+from gateway.model import EventKind, TimeSource
 from protocols.dlt645 import BAD_CHECKSUM
 from simulator import Dlt645Bus, SimClock, SimMeter
-from tests.gateway.scheduler.conftest import MemoryAcceptor, dlt_config, running, until
+from tests.gateway.scheduler.conftest import (
+    ENERGY,
+    ENERGY_1S,
+    MemoryAcceptor,
+    addr,
+    dlt_config,
+    running,
+    until,
+)
 
-ENERGY = [
-    "energy_import_total_kwh",
-    "energy_import_t1_kwh",
-    "energy_import_t2_kwh",
-    "energy_import_t3_kwh",
-    "energy_import_t4_kwh",
-]
 INSTANT = ["voltage_l1_v", "voltage_l2_v", "voltage_l3_v", "frequency_hz"]
 FAST = f"""
 [poll_groups.fast]
 interval = "1s"
 quantities = {ENERGY + INSTANT}
 """
-ENERGY_1S = f"""
-[poll_groups.energy]
-interval = "1s"
-quantities = {ENERGY}
-"""
-
-
-def addr(n: int) -> str:
-    return f"{n:012d}"
 
 
 def poll_starts(acc: MemoryAcceptor, meter: str) -> list[int]:
@@ -223,102 +213,6 @@ async def test_corrupt_and_wrong_address_replies_are_counted_not_fatal() -> None
     )
     assert polls
     assert polls >= 2
-
-
-@pytest.mark.asyncio
-async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() -> None:
-    clock = SimClock()
-    meter = SimMeter(addr(7), seed=7, clock=clock)
-    async with Dlt645Bus([meter]) as sim:
-        path = await sim.start_pty()
-        acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [meter.address],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 1\noffline_backoff_max = "1s"',
-        )
-        async with running(cfg, acc):
-            await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
-            meter.set_fault("no_answer")
-            await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
-            clock.advance(2 * 86_400)  # two days pass while the meter is silent
-            meter.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 10, "gap filled")
-            freezes = {meter.freeze(n)[0]: meter.freeze(n)[1] for n in (1, 2, 3)}  # type: ignore[index]
-    opened = acc.kinds(EventKind.GAP_OPENED)
-    filled = acc.kinds(EventKind.GAP_FILLED)
-    assert len(opened) == len(filled) == 1
-    assert acc.events.index(opened[0]) < acc.events.index(filled[0])
-    back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
-    assert back
-    assert all(r.ts_source is TimeSource.METER for r in back)
-    assert filled[0].detail["readings"] == len(back)
-    tz = ZoneInfo("Asia/Shanghai")
-    daily = {}
-    for r in back:
-        local = dt.datetime.fromtimestamp(r.ts_ms / 1000, tz).replace(tzinfo=None)
-        assert local.minute % 15 == 0
-        assert local.second == 0
-        if local.hour == 0 and local.minute == 0 and r.key == "energy_import_t1_kwh":
-            daily[local] = r
-    # The two midnights inside the gap, with the meter's frozen values.
-    assert len(daily) == 2
-    for local, reading in daily.items():
-        assert reading.value == freezes[local]["energy_import_t1_kwh"]
-    assert acc.kinds(EventKind.CLOCK_DRIFT)
-    drift = acc.of(meter.address, "meter_clock_drift_s")[-1].value
-    assert 2 * 86_400 - 10 < drift < 2 * 86_400 + 10
-
-
-@pytest.mark.asyncio
-async def test_backfill_reads_hourly_freezes_from_a_meter_without_load_profile() -> None:
-    clock = SimClock()
-    meter = SimMeter(addr(8), seed=8, clock=clock, load_profile=False)
-    async with Dlt645Bus([meter]) as sim:
-        path = await sim.start_pty()
-        acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [meter.address],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 1\noffline_backoff_max = "1s"',
-        )
-        async with running(cfg, acc):
-            await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
-            meter.set_fault("no_answer")
-            await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
-            clock.advance(30 * 3600)  # thirty hours: a midnight and 30 full hours pass
-            meter.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
-            hourly = {}
-            for n in range(1, 40):
-                record = meter.freeze(n, hourly=True)
-                assert record is not None
-                hourly[record[0]] = record[1]["energy_import_total_kwh"]
-    tz = ZoneInfo("Asia/Shanghai")
-    back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
-    totals = {
-        dt.datetime.fromtimestamp(r.ts_ms / 1000, tz).replace(tzinfo=None): r
-        for r in back
-        if r.key == "energy_import_total_kwh"
-    }
-    # Every full hour of the gap, each once, with the meter's frozen total; no 15-min records.
-    assert 29 <= len(totals) <= 31, sorted(totals)
-    assert len([r for r in back if r.key == "energy_import_total_kwh"]) == len(totals)
-    assert all(t.minute == 0 and t.second == 0 for t in totals)
-    for local, reading in totals.items():
-        assert reading.value == hourly[local], local
-        assert reading.ts_source is TimeSource.METER
-    midnights = [t for t in totals if t.hour == 0]
-    assert midnights, "the daily freeze's midnight is among them"
-    # The midnight's tariff registers come from the daily freeze.
-    assert any(r.key == "energy_import_t1_kwh" for r in back)
-    filled = acc.kinds(EventKind.GAP_FILLED)[0]
-    assert filled.detail["complete"] is True
-    assert filled.detail["records"] == len(totals)
 
 
 @pytest.mark.asyncio

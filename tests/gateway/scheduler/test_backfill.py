@@ -23,28 +23,31 @@ from tests.gateway.scheduler.conftest import (
 OFFLINE_FAST = 'offline_after = 1\noffline_backoff_max = "1s"'
 
 
-@pytest.mark.asyncio
-async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() -> None:
-    clock = SimClock()
-    meter = SimMeter(addr(7), seed=7, clock=clock)
+async def silent_then_back(meter: SimMeter, seconds: float) -> MemoryAcceptor:
+    """Poll ``meter`` alone, silence it until offline, let ``seconds`` of its time pass,
+    bring it back and wait until its gap is filled; what the gateway accepted."""
     async with Dlt645Bus([meter]) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
         cfg = dlt_config(
-            path,
-            [meter.address],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 1\noffline_backoff_max = "1s"',
+            path, [meter.address], groups=ENERGY_1S, poll=["energy"], bus_extra=OFFLINE_FAST
         )
         async with running(cfg, acc):
             await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
             meter.set_fault("no_answer")
             await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
-            clock.advance(2 * 86_400)  # two days pass while the meter is silent
+            meter.clock.advance(seconds)
             meter.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 10, "gap filled")
-            freezes = {meter.freeze(n)[0]: meter.freeze(n)[1] for n in (1, 2, 3)}  # type: ignore[index]
+            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
+    return acc
+
+
+@pytest.mark.asyncio
+async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() -> None:
+    meter = SimMeter(addr(7), seed=7, clock=SimClock())
+    acc = await silent_then_back(meter, 2 * 86_400)  # two days pass while it is silent
+    frozen = [meter.freeze(n) for n in (1, 2, 3, 4)]
+    freezes = {f[0]: f[1] for f in frozen if f is not None}
     opened = acc.kinds(EventKind.GAP_OPENED)
     filled = acc.kinds(EventKind.GAP_FILLED)
     assert len(opened) == len(filled) == 1
@@ -72,30 +75,13 @@ async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() ->
 
 @pytest.mark.asyncio
 async def test_backfill_reads_hourly_freezes_from_a_meter_without_load_profile() -> None:
-    clock = SimClock()
-    meter = SimMeter(addr(8), seed=8, clock=clock, load_profile=False)
-    async with Dlt645Bus([meter]) as sim:
-        path = await sim.start_pty()
-        acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [meter.address],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 1\noffline_backoff_max = "1s"',
-        )
-        async with running(cfg, acc):
-            await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
-            meter.set_fault("no_answer")
-            await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
-            clock.advance(30 * 3600)  # thirty hours: a midnight and 30 full hours pass
-            meter.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
-            hourly = {}
-            for n in range(1, 40):
-                record = meter.freeze(n, hourly=True)
-                assert record is not None
-                hourly[record[0]] = record[1]["energy_import_total_kwh"]
+    meter = SimMeter(addr(8), seed=8, clock=SimClock(), load_profile=False)
+    acc = await silent_then_back(meter, 30 * 3600)  # thirty hours: a midnight, 30 full hours
+    hourly = {}
+    for n in range(1, 40):
+        record = meter.freeze(n, hourly=True)
+        assert record is not None
+        hourly[record[0]] = record[1]["energy_import_total_kwh"]
     tz = ZoneInfo("Asia/Shanghai")
     back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
     totals = {

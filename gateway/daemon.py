@@ -72,6 +72,8 @@ class Daemon:
             config.gateway.name, self.metrics, self.recent, buffer_path=self.buffer_path
         )
         self.http: StatusServer | None = None
+        self._last_stored: dict[str, int] = {}
+        """Meter id -> time of its newest stored reading, from the validation references."""
         self.started = asyncio.Event()
         """Set once every part has been started (buses may still be connecting)."""
         self.clean = True
@@ -165,10 +167,15 @@ class Daemon:
 
     async def _restore_references(self, buffer: Buffer, validator: Validator) -> None:
         try:
-            count = validator.restore(await buffer.references())
+            refs = await buffer.references()
         except BufferError as exc:  # validation starts without references, as on a first run
             log.error("references_not_restored", error=str(exc))
             return
+        count = validator.restore(refs)
+        # The newest stored reading per meter: where polling takes up (Scheduler.resume).
+        for meter, _key, ts_ms, _value in refs:
+            if ts_ms > self._last_stored.get(meter, 0):
+                self._last_stored[meter] = int(ts_ms)
         log.info("references_restored", count=count)
 
     async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
@@ -207,6 +214,8 @@ class Daemon:
                         cfg, validator, self.metrics, profile_dirs=self.profile_dirs
                     )
                     self.status.scheduler = scheduler
+                    if resumed := scheduler.resume(self._last_stored):
+                        log.info("polling_resumed", meters=resumed)
                     sources.append(tg.create_task(scheduler.run(), name="scheduler"))
                 if cfg.ingest is not None:
                     # Ingest submits write jobs itself (a message's sequence mark

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gateway.config.model import Config
@@ -72,6 +72,22 @@ class Scheduler:
                 tg.create_task(worker.run(one_started), name=f"bus:{worker.name}")
             if not self.buses:
                 await asyncio.Event().wait()
+
+    def resume(self, last_stored: Mapping[str, int]) -> int:
+        """Take up where an earlier run stopped: ``last_stored`` maps meter ids to the
+        time (ms UTC) of their newest stored reading. A meter found there starts with
+        that as its last good poll and a gap pending, so that its first answer opens
+        a gap (and backfills it) when the gateway was down for longer than the meter's
+        energy interval. Call before :meth:`run`; returns how many meters resumed."""
+        resumed = 0
+        for worker in self.buses:
+            for m in worker.meters:
+                ts_ms = last_stored.get(m.meter_id)
+                if ts_ms is not None and m.health.last_ok_ms is None:
+                    m.health.last_ok_ms = ts_ms
+                    m.gap_pending = True
+                    resumed += 1
+        return resumed
 
     def snapshot(self) -> SchedulerSnapshot:
         """Every bus and meter, now."""

@@ -99,16 +99,11 @@ def _status(port: int) -> dict[str, Any] | None:
         return None
 
 
-@pytest.mark.asyncio
-async def test_sigterm_stops_cleanly_and_keeps_what_was_accepted(tmp_path: Path) -> None:
-    meters = [SimMeter(f"00000000000{i}", seed=i) for i in (1, 2)]
-    port = free_port()
-    async with Dlt645Bus(meters, "dlt645-2007", baud=9600, name="line") as bus:
-        device = await bus.start_pty()
-        config = tmp_path / "gw.toml"
-        # No sinks: every accepted row stays in the buffer, where we count it.
-        config.write_text(
-            f"""
+def line_config(tmp_path: Path, device: str, port: int) -> Path:
+    """Two DL/T 645 meters on ``device``, no sinks: every accepted row stays in the buffer."""
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f"""
 [gateway]
 name = "sigterm-test"
 state_dir = "{tmp_path / "state"}"
@@ -130,41 +125,62 @@ poll = ["fast"]
 address = "000000000002"
 poll = ["fast"]
 """,
-            encoding="utf-8",
-        )
-        proc = await asyncio.create_subprocess_exec(
-            *RUN, str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        try:
-            deadline = time.monotonic() + 20
-            accepted = 0
-            while accepted < 8:
-                assert proc.returncode is None, "the daemon exited early"
-                assert time.monotonic() < deadline, "no readings accepted in 20 s"
-                doc = await asyncio.to_thread(_status, port)
-                accepted = doc["readings_accepted"] if doc else 0
-                await asyncio.sleep(0.2)
-            started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(5 + 2):
-                _, stderr = await proc.communicate()
-            took = time.monotonic() - started
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    assert proc.returncode == 0, stderr.decode()[-3000:]
-    assert took < 5.0
-    events = [json.loads(line)["event"] for line in stderr.decode().splitlines() if line]
-    assert "daemon_stopping" in events
-    assert events[-1] == "daemon_stopped"
+        encoding="utf-8",
+    )
+    return config
+
+
+async def run_until_accepted(config: Path, port: int, readings: int) -> tuple[int, str, float, int]:
+    """Start the daemon, SIGTERM it once ``readings`` were accepted: (exit status,
+    stderr, seconds the shutdown took, readings accepted)."""
+    proc = await asyncio.create_subprocess_exec(
+        *RUN, str(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        accepted = 0
+        while accepted < readings:
+            assert proc.returncode is None, "the daemon exited early"
+            assert time.monotonic() < deadline, "no readings accepted in 20 s"
+            doc = await asyncio.to_thread(_status, port)
+            accepted = doc["readings_accepted"] if doc else 0
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5 + 2):
+            _, stderr = await proc.communicate()
+        took = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode, stderr.decode(), took, accepted
+
+
+async def buffer_contents(config: Path) -> tuple[Any, list[Any]]:
+    """Everything in the daemon's buffer, and its validation references."""
     cfg = load_config(config)
     buffer = await Buffer.open(cfg.buffer_path(), cfg.buffer, Metrics())
     try:
-        batch = await buffer.read("check", 0, 1_000_000)
-        refs = await buffer.references()
+        return await buffer.read("check", 0, 1_000_000), await buffer.references()
     finally:
         await buffer.close()
+
+
+@pytest.mark.asyncio
+async def test_sigterm_stops_cleanly_and_keeps_what_was_accepted(tmp_path: Path) -> None:
+    meters = [SimMeter(f"00000000000{i}", seed=i) for i in (1, 2)]
+    port = free_port()
+    async with Dlt645Bus(meters, "dlt645-2007", baud=9600, name="line") as bus:
+        config = line_config(tmp_path, await bus.start_pty(), port)
+        code, stderr, took, accepted = await run_until_accepted(config, port, 8)
+    assert code == 0, stderr[-3000:]
+    assert took < 5.0
+    events = [json.loads(line)["event"] for line in stderr.splitlines() if line]
+    assert "daemon_stopping" in events
+    assert events[-1] == "daemon_stopped"
+    batch, refs = await buffer_contents(config)
     assert len(batch.readings) >= accepted
     # The validator kept, for the next start, each register's newest stored value.
     newest: dict[str, tuple[int, str]] = {}
@@ -173,6 +189,32 @@ poll = ["fast"]
             newest[r[1]] = (r[5], r[3])
     assert len(newest) == 2
     assert {m: (ts, v) for m, _k, ts, v in refs} == newest
+
+
+@pytest.mark.asyncio
+async def test_a_restart_opens_a_gap_from_each_meters_last_stored_reading(
+    tmp_path: Path,
+) -> None:
+    meters = [SimMeter(f"00000000000{i}", seed=i) for i in (1, 2)]
+    port = free_port()
+    async with Dlt645Bus(meters, "dlt645-2007", baud=9600, name="line") as bus:
+        config = line_config(tmp_path, await bus.start_pty(), port)
+        first = await run_until_accepted(config, port, 8)
+        assert first[0] == 0, first[1][-3000:]
+        _, refs = await buffer_contents(config)
+        last = {m: ts for m, _k, ts, _v in refs}
+        await asyncio.sleep(1.0)  # down for longer than the 500 ms energy interval
+        second = await run_until_accepted(config, port, 8)
+    assert second[0] == 0, second[1][-3000:]
+    assert '"polling_resumed"' in second[1]
+    batch, _ = await buffer_contents(config)
+    opened = {e[3]: json.loads(e[5]) for e in batch.events if e[1] == "gap_opened"}
+    # Each meter's first answer after the restart opened a gap from where it stopped.
+    assert set(opened) == set(last) == {"000000000001", "000000000002"}
+    for meter, detail in opened.items():
+        assert detail["from_ms"] == last[meter]
+    filled = [e for e in batch.events if e[1] == "gap_filled"]
+    assert len(filled) == 2
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from gateway.config import Config, parse_config
@@ -101,10 +101,16 @@ retries = 0
 
 @asynccontextmanager
 async def running(
-    cfg: Config, acceptor: MemoryAcceptor, metrics: Metrics | None = None
+    cfg: Config,
+    acceptor: MemoryAcceptor,
+    metrics: Metrics | None = None,
+    last_stored: Mapping[str, int] | None = None,
 ) -> AsyncIterator[Scheduler]:
-    """A scheduler running in a task for the duration of the block."""
+    """A scheduler running in a task for the duration of the block; ``last_stored``
+    is handed to :meth:`Scheduler.resume` first."""
     sched = Scheduler(cfg, acceptor, metrics or Metrics())
+    if last_stored is not None:
+        sched.resume(last_stored)
     task = asyncio.create_task(sched.run())
     await asyncio.wait_for(sched.started.wait(), 5)
     try:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality, TimeSource
+from gateway.scheduler import Scheduler
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.gateway.scheduler.conftest import (
     ENERGY_1S,
@@ -144,3 +147,39 @@ async def test_a_long_gap_is_read_between_the_other_meters_polls() -> None:
     # Readings were stored as they were read, not all at the end.
     received = [r.received_ms for r in acc.readings if r.quality & Quality.BACKFILLED]
     assert max(received) - min(received) > 1000
+
+
+@pytest.mark.asyncio
+async def test_a_resumed_meter_backfills_from_its_last_stored_reading() -> None:
+    meter = SimMeter(addr(9), seed=9, clock=SimClock())
+    async with Dlt645Bus([meter]) as sim:
+        path = await sim.start_pty()
+        acc = MemoryAcceptor()
+        cfg = dlt_config(path, [meter.address], groups=ENERGY_1S, poll=["energy"])
+        other = Scheduler(cfg, MemoryAcceptor(), Metrics())
+        assert other.resume({meter.address: 1, "a-meter-polled-elsewhere": 1}) == 1
+        last_stored = int(time.time() * 1000) - 6 * 3600 * 1000  # down for six hours
+        async with running(cfg, acc, last_stored={meter.address: last_stored}):
+            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
+    opened = acc.kinds(EventKind.GAP_OPENED)
+    assert len(opened) == 1
+    assert opened[0].detail["from_ms"] == last_stored
+    back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
+    stamps = {r.ts_ms for r in back}
+    # Six hours of 15-minute load-profile records, all inside the gap.
+    assert 23 <= len(stamps) <= 25, len(stamps)
+    assert all(last_stored < ts <= opened[0].ts_ms for ts in stamps)
+
+
+@pytest.mark.asyncio
+async def test_a_short_restart_opens_no_gap() -> None:
+    meter = SimMeter(addr(10), seed=10, clock=SimClock())
+    async with Dlt645Bus([meter]) as sim:
+        path = await sim.start_pty()
+        acc = MemoryAcceptor()
+        cfg = dlt_config(path, [meter.address], groups=ENERGY_1S, poll=["energy"])
+        just_now = int(time.time() * 1000) - 300  # less than the 1 s energy interval
+        async with running(cfg, acc, last_stored={meter.address: just_now}):
+            key = "energy_import_total_kwh"
+            await until(lambda: len(acc.of(meter.address, key)) >= 3, 10, "three polls")
+    assert not acc.kinds(EventKind.GAP_OPENED)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from gateway.cli.read import UsageError, add_link_arguments, dlt645_session, link_of, modbus_session
@@ -53,7 +53,7 @@ def parse_ranges(text: str, *, width: int | None, low: int, high: int) -> list[i
 
 
 async def _scan_dlt645(args: argparse.Namespace, tick: Callable[[], None]) -> list[str]:
-    from drivers.errors import DeviceError, DriverError, LinkError
+    from drivers.errors import DriverError, LinkError
     from protocols.dlt645 import Variant
 
     session = dlt645_session(args)
@@ -71,25 +71,18 @@ async def _scan_dlt645(args: argparse.Namespace, tick: Callable[[], None]) -> li
                 pass  # nobody answered, or several at once (a collision)
             tick()
             return found
-        for n in parse_ranges(args.addresses, width=12, low=0, high=999_999_999_999):
-            address = f"{n:012d}"
-            try:
-                await session.read(address, probe_di)
-                found.append(address)
-            except DeviceError:
-                found.append(address)
-            except LinkError:
-                raise
-            except DriverError:
-                pass
-            tick()
+        addresses = parse_ranges(args.addresses, width=12, low=0, high=999_999_999_999)
+
+        async def probe(address: str) -> None:
+            await session.read(address, probe_di)
+
+        found += await _probe_each([f"{n:012d}" for n in addresses], probe, tick)
     finally:
         await session.transport.close()
     return found
 
 
 async def _scan_modbus(args: argparse.Namespace, tick: Callable[[], None]) -> list[str]:
-    from drivers.errors import DeviceError, DriverError, LinkError
     from drivers.modbus import ReadBlock
     from protocols.modbus_profile import resolve_profile
 
@@ -98,21 +91,36 @@ async def _scan_modbus(args: argparse.Namespace, tick: Callable[[], None]) -> li
         first = resolve_profile(args.profile, args.profile_dir).registers[0]
         block = ReadBlock(first.function, first.address, first.count, ())
     session = modbus_session(args)
-    found: list[str] = []
+    units = parse_ranges(args.units, width=None, low=1, high=247)
+
+    async def probe(unit: str) -> None:
+        await session.read_block(int(unit), block)
+
     try:
-        for unit in parse_ranges(args.units, width=None, low=1, high=247):
-            try:
-                await session.read_block(unit, block)
-                found.append(str(unit))
-            except DeviceError:
-                found.append(str(unit))
-            except LinkError:
-                raise
-            except DriverError:
-                pass
-            tick()
+        return await _probe_each([str(u) for u in units], probe, tick)
     finally:
         await session.close()
+
+
+async def _probe_each(
+    targets: Sequence[str], probe: Callable[[str], Awaitable[None]], tick: Callable[[], None]
+) -> list[str]:
+    """The targets that answered ``probe``: with data or with an error reply (a device
+    is there). No answer or garbage means nobody; a link error ends the scan."""
+    from drivers.errors import DeviceError, DriverError, LinkError
+
+    found: list[str] = []
+    for target in targets:
+        try:
+            await probe(target)
+            found.append(target)
+        except DeviceError:
+            found.append(target)
+        except LinkError:
+            raise
+        except DriverError:
+            pass
+        tick()
     return found
 
 

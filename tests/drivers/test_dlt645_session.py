@@ -31,6 +31,18 @@ async def first_link_error(s: Dlt645Session, tries: int = 20) -> LinkError:
     raise AssertionError("the link loss never showed")
 
 
+async def read_once_back(s: Dlt645Session, what: str, within: float = 3.0) -> None:
+    """Read until the link is back (the session reopens it on use)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            await s.read(A1, 0x00010000)
+            return
+        except LinkError:
+            assert asyncio.get_running_loop().time() < deadline, what
+            await asyncio.sleep(0.05)
+
+
 @pytest_asyncio.fixture
 async def sim() -> AsyncIterator[Dlt645Bus]:
     clock = SimClock(speed=0)  # frozen: values are stable between reads
@@ -139,14 +151,7 @@ async def test_unplugged_adapter_is_reopened_at_the_same_path(tmp_path: Path) ->
     assert str(link) in str(await first_link_error(s))
     second = Dlt645Bus([meter])  # ... and comes back under the same name
     await second.start_pty(link)
-    deadline = asyncio.get_running_loop().time() + 3.0
-    while True:
-        try:
-            await s.read(A1, 0x00010000)
-            break
-        except LinkError:
-            assert asyncio.get_running_loop().time() < deadline, "port never reopened"
-            await asyncio.sleep(0.05)
+    await read_once_back(s, "port never reopened")
     assert transport.opens >= 2
     await transport.close()
     await second.stop()
@@ -173,14 +178,7 @@ async def test_tcp_dtu_reconnects_after_the_server_restarts(sim: Dlt645Bus) -> N
     await sim.stop()
     assert f"127.0.0.1:{port}" in str(await first_link_error(s, 5))
     await sim.start_tcp("127.0.0.1", port)
-    deadline = asyncio.get_running_loop().time() + 3.0
-    while True:
-        try:
-            await s.read(A1, 0x00010000)
-            break
-        except LinkError:
-            assert asyncio.get_running_loop().time() < deadline, "never reconnected"
-            await asyncio.sleep(0.05)
+    await read_once_back(s, "never reconnected")
     assert transport.opens == 2
     await transport.close()
 

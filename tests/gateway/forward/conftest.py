@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 import pytest_asyncio
 from aiohttp import web
 
+from gateway.metrics import Metrics
+
+
+def sink_errors(metrics: Metrics, sink: str, kind: str) -> float:
+    """``metergw_sink_errors_total`` for one sink and kind (0 before the first)."""
+    value = metrics.registry.get_sample_value(
+        "metergw_sink_errors_total", {"sink": sink, "kind": kind}
+    )
+    return value or 0.0
+
 
 @dataclass
 class WriteServer:

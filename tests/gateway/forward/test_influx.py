@@ -16,7 +16,7 @@ from gateway.config.northbound import BufferConfig, InfluxSinkConfig
 from gateway.forward import Forwarder, InfluxSink
 from gateway.metrics import Metrics
 from tests.gateway.buffer.factory import T0, reading
-from tests.gateway.forward.conftest import WriteServer
+from tests.gateway.forward.conftest import WriteServer, sink_errors
 from tests.servers import VictoriaMetricsServer
 
 pytestmark = pytest.mark.asyncio
@@ -107,15 +107,7 @@ async def test_tsdb_outage_delays_but_loses_and_repeats_nothing(
         for chunk in range(1, 10):
             await buf.accept([reading(chunk * 100 + i) for i in range(100)])
         await until(
-            lambda: (
-                (
-                    metrics.registry.get_sample_value(
-                        "metergw_sink_errors_total", {"sink": "influx", "kind": "connection"}
-                    )
-                    or 0
-                )
-                >= 2
-            ),
+            lambda: sink_errors(metrics, "influx", "connection") >= 2,
             what="failed attempts",
         )
         assert buf.stats().sinks["influx"].depth == 900
@@ -163,12 +155,7 @@ async def test_throttling_and_server_errors_are_retried(
         await buf.accept([reading(i) for i in range(50)])
         await until(lambda: fw.delivered == 50, what="delivery after the errors")
     assert len(write_server.lines) == 50
-    errors = {
-        kind: metrics.registry.get_sample_value(
-            "metergw_sink_errors_total", {"sink": "influx", "kind": kind}
-        )
-        for kind in ("throttled", "http_5xx")
-    }
+    errors = {kind: sink_errors(metrics, "influx", kind) for kind in ("throttled", "http_5xx")}
     assert errors == {"throttled": 1.0, "http_5xx": 2.0}
 
 

@@ -17,6 +17,7 @@ from gateway.config.northbound import BufferConfig, MqttBroker, MqttSinkConfig
 from gateway.forward import Forwarder, MqttSink
 from gateway.metrics import Metrics
 from tests.gateway.buffer.factory import event, reading
+from tests.gateway.forward.conftest import sink_errors
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.asyncio
@@ -72,17 +73,7 @@ async def test_readings_and_events_reach_the_topic_tree(
         await until(lambda: len(collector.readings()) == 100)
         await asyncio.to_thread(mosquitto.stop)  # northbound broker away: rows wait
         await buf.accept([reading(i) for i in range(100, 150)])
-        await until(
-            lambda: (
-                (
-                    metrics.registry.get_sample_value(
-                        "metergw_sink_errors_total", {"sink": "mqtt", "kind": "connection"}
-                    )
-                    or 0
-                )
-                >= 1
-            )
-        )
+        await until(lambda: sink_errors(metrics, "mqtt", "connection") >= 1)
         await asyncio.to_thread(mosquitto.start)
         after = await asyncio.to_thread(Collector, mosquitto, "after-restart")
         await until(lambda: buf.stats().sinks["mqtt"].depth == 0, within=30)

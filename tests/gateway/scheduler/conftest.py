@@ -11,6 +11,7 @@ from gateway.config import Config, parse_config
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind, Reading
 from gateway.scheduler import Scheduler
+from simulator import SimMeter
 from tests.servers import wait_until
 
 ENERGY = [
@@ -97,6 +98,20 @@ retries = 0
 {meters}
 """
     return parse_config(text.replace("'", '"'))
+
+
+def energy_config(
+    link: str, meters: Sequence[SimMeter], bus_extra: str = "", timeout: float = 0.2
+) -> Config:
+    """:func:`dlt_config` with every meter in the 1 s energy group."""
+    return dlt_config(
+        link,
+        [m.address for m in meters],
+        groups=ENERGY_1S,
+        poll=["energy"],
+        bus_extra=bus_extra,
+        timeout=timeout,
+    )
 
 
 @asynccontextmanager

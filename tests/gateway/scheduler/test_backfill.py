@@ -15,10 +15,9 @@ from gateway.model import EventKind, Quality, TimeSource
 from gateway.scheduler import Scheduler
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.gateway.scheduler.conftest import (
-    ENERGY_1S,
     MemoryAcceptor,
     addr,
-    dlt_config,
+    energy_config,
     running,
     until,
 )
@@ -32,9 +31,7 @@ async def silent_then_back(meter: SimMeter, seconds: float) -> MemoryAcceptor:
     async with Dlt645Bus([meter]) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path, [meter.address], groups=ENERGY_1S, poll=["energy"], bus_extra=OFFLINE_FAST
-        )
+        cfg = energy_config(path, [meter], OFFLINE_FAST)
         async with running(cfg, acc):
             await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
             meter.set_fault("no_answer")
@@ -117,14 +114,7 @@ async def test_a_long_gap_is_read_between_the_other_meters_polls() -> None:
     async with Dlt645Bus([back, busy], baud=9600, emulate_timing=True) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [back.address, busy.address],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra=OFFLINE_FAST,
-            timeout=0.5,
-        )
+        cfg = energy_config(path, [back, busy], OFFLINE_FAST, timeout=0.5)
         async with running(cfg, acc):
             await until(lambda: bool(acc.of(busy.address)), 5, "first reading")
             back.set_fault("no_answer")
@@ -155,7 +145,7 @@ async def test_a_resumed_meter_backfills_from_its_last_stored_reading() -> None:
     async with Dlt645Bus([meter]) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(path, [meter.address], groups=ENERGY_1S, poll=["energy"])
+        cfg = energy_config(path, [meter])
         other = Scheduler(cfg, MemoryAcceptor(), Metrics())
         assert other.resume({meter.address: 1, "a-meter-polled-elsewhere": 1}) == 1
         last_stored = int(time.time() * 1000) - 6 * 3600 * 1000  # down for six hours
@@ -177,7 +167,7 @@ async def test_a_short_restart_opens_no_gap() -> None:
     async with Dlt645Bus([meter]) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(path, [meter.address], groups=ENERGY_1S, poll=["energy"])
+        cfg = energy_config(path, [meter])
         just_now = int(time.time() * 1000) - 300  # less than the 1 s energy interval
         async with running(cfg, acc, last_stored={meter.address: just_now}):
             key = "energy_import_total_kwh"

@@ -16,10 +16,10 @@ from protocols.dlt645 import BAD_CHECKSUM
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.gateway.scheduler.conftest import (
     ENERGY,
-    ENERGY_1S,
     MemoryAcceptor,
     addr,
     dlt_config,
+    energy_config,
     running,
     until,
 )
@@ -77,13 +77,7 @@ async def test_a_dead_meter_does_not_make_the_others_miss_their_interval() -> No
     async with Dlt645Bus(meters) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [m.address for m in meters],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 2\noffline_backoff_max = "4s"',
-        )
+        cfg = energy_config(path, meters, 'offline_after = 2\noffline_backoff_max = "4s"')
         begin = time.time() * 1000
         metrics = Metrics()
         async with running(cfg, acc, metrics) as sched:
@@ -120,13 +114,7 @@ async def test_a_dead_bus_is_one_bus_fault_and_recovers() -> None:
     async with Dlt645Bus(meters) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path,
-            [m.address for m in meters],
-            groups=ENERGY_1S,
-            poll=["energy"],
-            bus_extra='offline_after = 2\noffline_backoff_max = "1s"',
-        )
+        cfg = energy_config(path, meters, 'offline_after = 2\noffline_backoff_max = "1s"')
         async with running(cfg, acc) as sched:
             await until(lambda: all(acc.of(m.address) for m in meters), 5, "first readings")
             sim.dead = True
@@ -158,7 +146,7 @@ async def test_an_unplugged_adapter_is_reopened(tmp_path: Path) -> None:
     sim = Dlt645Bus(meters)
     await sim.start_pty(link)
     acc = MemoryAcceptor()
-    cfg = dlt_config(str(link), [m.address for m in meters], groups=ENERGY_1S, poll=["energy"])
+    cfg = energy_config(str(link), meters)
     async with running(cfg, acc) as sched:
         await until(lambda: all(acc.of(m.address) for m in meters), 5, "first readings")
         await sim.stop()  # unplugged
@@ -196,7 +184,7 @@ async def test_corrupt_and_wrong_address_replies_are_counted_not_fatal() -> None
     async with Dlt645Bus(meters) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(path, [m.address for m in meters], groups=ENERGY_1S, poll=["energy"])
+        cfg = energy_config(path, meters)
         async with running(cfg, acc, metrics) as sched:
             await until(
                 lambda: discarded(BAD_CHECKSUM) >= 2 and discarded("wrong address") >= 2,
@@ -224,9 +212,7 @@ async def test_read_now_goes_before_scheduled_polls() -> None:
     async with Dlt645Bus(meters) as sim:
         path = await sim.start_pty()
         acc = MemoryAcceptor()
-        cfg = dlt_config(
-            path, [m.address for m in meters], groups=ENERGY_1S, poll=["energy"], timeout=0.5
-        )
+        cfg = energy_config(path, meters, timeout=0.5)
         async with running(cfg, acc) as sched:
             await until(lambda: all(acc.of(m.address) for m in meters), 8, "first pass")
             first = meters[0].address

@@ -14,6 +14,7 @@ from gateway.buffer import Buffer, BufferError
 from gateway.buffer import writer as writer_module
 from gateway.config.northbound import BufferConfig
 from gateway.metrics import Metrics
+from tests.disk import small_disk
 from tests.gateway.buffer.factory import event, reading
 
 SINKS = ("influx", "mqtt")
@@ -88,14 +89,7 @@ def test_every_sink_gets_every_row_once(ops: list[tuple[str, object, object]]) -
 
 @pytest.mark.asyncio
 async def test_full_disk_refuses_then_recovers(tmp_path: Path) -> None:
-    import subprocess
-
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)]
-    if (await asyncio.to_thread(subprocess.run, mount)).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
-    try:
+    async with small_disk(tmp_path / "small") as mnt:
         filler = mnt / "filler"
         filler.write_bytes(b"\0" * (1024 * 1024))
         async with await Buffer.open(str(mnt / "b.sqlite"), CFG, Metrics()) as buf:
@@ -115,5 +109,3 @@ async def test_full_disk_refuses_then_recovers(tmp_path: Path) -> None:
             filler.unlink()  # the operator frees space; the same buffer goes on
             await buf.accept([reading(10**6)])
             assert buf.stats().rows == stored + 1
-    finally:
-        await asyncio.to_thread(subprocess.run, ["umount", str(mnt)], check=True)

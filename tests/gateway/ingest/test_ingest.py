@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ from gateway.buffer import Buffer
 from gateway.config.northbound import BufferConfig, IngestConfig, MqttBroker
 from gateway.ingest import ConcentratorIngest
 from gateway.metrics import Metrics
+from tests.disk import small_disk
 from tests.gateway.ingest.payloads import batch, encode
 from tests.integration.helpers import Publisher
 from tests.servers import MosquittoServer
@@ -153,12 +153,7 @@ async def test_seq_gap_is_recorded(tmp_path: Path, mosquitto: MosquittoServer) -
 async def test_full_disk_holds_messages_unacked_then_stores_them_in_order(
     tmp_path: Path, mosquitto: MosquittoServer
 ) -> None:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)]
-    if (await asyncio.to_thread(subprocess.run, mount)).returncode:
-        pytest.skip("needs root to mount a small tmpfs")
-    try:
+    async with small_disk(tmp_path / "small") as mnt:
         metrics = Metrics()
         cfg = IngestConfig(broker=MqttBroker(url=mosquitto.url, client_id="gw-full-disk"))
         buf = await Buffer.open(str(mnt / "b.sqlite"), BufferConfig(commit_interval=0.01), metrics)
@@ -188,5 +183,3 @@ async def test_full_disk_holds_messages_unacked_then_stores_them_in_order(
             with pytest.raises(asyncio.CancelledError):
                 await task
             await buf.close()
-    finally:
-        await asyncio.to_thread(subprocess.run, ["umount", str(mnt)], check=True)

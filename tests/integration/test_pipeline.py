@@ -87,10 +87,10 @@ async def test_concentrator_readings_reach_influx_and_the_local_query(
 
 
 def check_query_cli(config_path: Path) -> None:
-    # The local store answers `metergw query` (timestamps are from 2026-11-23: look far back).
+    # The local store answers `metergw query` (the readings are a day old: look back 2 days).
     cmd = [sys.executable, "-m", "gateway", "query", "-c", str(config_path)]
     out = subprocess.run(
-        [*cmd, "--meter", "000000000002", "--since", "100000d", "--json"],
+        [*cmd, "--meter", "000000000002", "--since", "2d", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -102,7 +102,7 @@ def check_query_cli(config_path: Path) -> None:
         ("dlt645-2007:000000000002", "voltage_l1_v", "1000.01"),
     ]
     table = subprocess.run(
-        [*cmd, "--meter", "000000000002", "--since", "100000d", "--key", "voltage_l1_v"],
+        [*cmd, "--meter", "000000000002", "--since", "2d", "--key", "voltage_l1_v"],
         cwd=ROOT,
         capture_output=True,
         text=True,

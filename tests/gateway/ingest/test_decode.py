@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gateway.ingest.decode import decode_message
 from gateway.model import Quality, TimeSource
 from protocols.concentrator import PayloadError, parse_readings
-from tests.gateway.ingest.payloads import batch, encode
+from tests.gateway.ingest.payloads import HOUR, batch, encode
 
 TOPIC = "meters/v1/c1/readings"
 
@@ -26,7 +26,8 @@ def test_valid_batch_becomes_readings() -> None:
     body["readings"][0]["points"][0]["v"] = 123456.78
     d = decode_message(TOPIC, encode(body), 42)
     assert (d.mark.gw, d.mark.seq, d.mark.topic) == ("c1", 1, TOPIC)
-    assert d.mark.ts_ms == 1_795_428_000_000
+    hour_ms = int(HOUR.timestamp() * 1000)
+    assert d.mark.ts_ms == hour_ms
     readings = d.readings()
     assert len(readings) == 6
     r = readings[0]
@@ -36,7 +37,7 @@ def test_valid_batch_becomes_readings() -> None:
     assert r.ts_source is TimeSource.CONCENTRATOR
     assert r.source == TOPIC
     assert r.received_ms == 42
-    assert r.ts_ms == 1_795_428_000_000 - 8 * 3600_000 + 250
+    assert r.ts_ms == hour_ms - 8 * 3600_000 + 250
     assert readings[3].quality is Quality.DEVICE_FLAGGED
     assert readings[0].quality is Quality.OK
 

@@ -23,7 +23,7 @@ from gateway.status import RecentEvents, StatusModel, Tap
 from gateway.status.render import status_view
 from gateway.status.report import STALE_AFTER_MS
 from gateway.status.tap import DETAIL_LIMIT
-from tests.gateway.ingest.payloads import batch, encode
+from tests.gateway.ingest.payloads import BATCH_TS, batch, encode, reading_ts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,7 +112,7 @@ async def test_concentrator_meters_beyond_the_limit_are_only_counted(buffer: Buf
     assert (c1.messages, c1.readings, c1.meters_last_message) == (2, 18, 4)
     assert c1.received_ms > 0
     # The newest measurement overall: meter 4's, from the first message.
-    newest = datetime.fromisoformat("2026-11-23T10:00:04.250+08:00")
+    newest = datetime.fromisoformat(reading_ts(4))
     assert c1.last_reading_ms == int(newest.timestamp() * 1000)
     assert tap.rows_not_detailed == 4 + 2  # meters 3 and 4, then meter 3 again
     assert tap.concentrator_meters_truncated
@@ -144,7 +144,7 @@ async def test_meters_in_the_last_message_are_distinct_meters(buffer: Buffer) ->
     tap = Tap(buffer, RecentEvents(), detail_limit=LIMIT)
     body = batch("c1", seq=1, meters=2, points=2)
     # The same meter twice in one message (two measurement times), another in between.
-    again = dict(body["readings"][0], ts="2026-11-23T10:05:00Z")
+    again = dict(body["readings"][0], ts=BATCH_TS.replace(":00:00Z", ":05:00Z"))
     body["readings"].append(again)
     await message(tap, C1, body)
 

@@ -7,7 +7,20 @@ the registry. A registry per instance keeps several daemons in one process
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# ``*_created`` series double the exposition and nothing reads them (dashboards use
+# rates and the process start time).
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -17,6 +30,9 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # The standard process_* (CPU, RSS, open files, start time) and python_info series.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         # Southbound: polling.
         self.polls = Counter(
             "metergw_polls", "Meter transactions by result", ["bus", "result"], registry=r
@@ -40,6 +56,24 @@ class Metrics:
             ["bus", "reason"],
             registry=r,
         )
+        self.polls_skipped = Counter(
+            "metergw_polls_skipped",
+            "Poll ticks a group missed because its bus was busy (coalesced into a later poll)",
+            ["bus", "group"],
+            registry=r,
+        )
+        self.polls_late = Counter(
+            "metergw_polls_late",
+            "Polls that started later than a tenth of their interval after they were due",
+            ["bus", "group"],
+            registry=r,
+        )
+        self.bus_cycle_seconds = Gauge(
+            "metergw_bus_cycle_seconds",
+            "Time one pass over every due poll of the bus takes (last minute's mean poll x polls)",
+            ["bus"],
+            registry=r,
+        )
         self.meters = Gauge("metergw_meters", "Meters by state", ["state"], registry=r)
         # Acceptance.
         self.readings_accepted = Counter(
@@ -58,6 +92,27 @@ class Metrics:
             "metergw_payloads_rejected", "Concentrator messages rejected", ["reason"], registry=r
         )
         self.events = Counter("metergw_events", "Events recorded", ["kind"], registry=r)
+        self.messages_repeated = Counter(
+            "metergw_messages_repeated",
+            "Concentrator messages dropped as exact repeats of one already stored",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "metergw_quarantined",
+            "Entries kept in the quarantine table, by origin and reason kind",
+            ["origin", "reason"],
+            registry=r,
+        )
+        self.ingest_window_messages = Gauge(
+            "metergw_ingest_window_messages",
+            "Concentrator messages received and not yet committed",
+            registry=r,
+        )
+        self.ingest_window_bytes = Gauge(
+            "metergw_ingest_window_bytes",
+            "Payload bytes of the messages received and not yet committed",
+            registry=r,
+        )
         # Buffer.
         self.buffer_commit_seconds = Histogram(
             "metergw_buffer_commit_seconds",

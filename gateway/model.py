@@ -86,6 +86,19 @@ class EventKind(enum.StrEnum):
     BUFFER_CAP_DROPPED = "buffer_cap_dropped"
     SINK_AUTH_FAILED = "sink_auth_failed"
     PAYLOAD_REJECTED = "payload_rejected"
+    READINGS_QUARANTINED = "readings_quarantined"
+    """Readings of a valid message refused one by one (e.g. a time outside the window)."""
+    MESSAGE_REPEATED = "message_repeated"
+    """A concentrator message identical to one already stored: dropped, acknowledged."""
+    POLL_OVERRUN = "poll_overrun"
+    """A poll group cannot keep its interval on its bus (rate-limited)."""
+    INGEST_LOGIN_REFUSED = "ingest_login_refused"
+    GAP_FILLING = "gap_filling"
+    GAP_PARTLY_FILLED = "gap_partly_filled"
+    GAP_UNRECOVERABLE = "gap_unrecoverable"
+    TIME_SYNC = "time_sync"
+    CONFIG_RELOADED = "config_reloaded"
+    CONFIG_RELOAD_REJECTED = "config_reload_rejected"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,8 @@ from protocols.modbus_profile import (
     resolve_profile,
 )
 
+METERS_DOC = Path(__file__).resolve().parents[2] / "docs" / "meters.md"
+
 
 def spec(rtype: str, order: str = "big", scale: str = "1") -> RegisterSpec:
     return RegisterSpec(
@@ -67,6 +69,15 @@ def test_every_shipped_profile_names_its_document_and_what_is_unchecked(path: Pa
     # An unverified profile says so, and says what is unchecked, in its header.
     assert ("NOT verified" in text) is (not profile.verified)
     assert ("Verified:" in text) is profile.verified
+    # docs/meters.md lists it, with the same document and verified flag.
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in METERS_DOC.read_text(encoding="utf-8").splitlines()
+        if line.startswith(f"| `{profile.name}` |")
+    ]
+    assert len(rows) == 1, f"docs/meters.md has no row for {profile.name}"
+    assert rows[0][3] == profile.document
+    assert rows[0][4] == ("**yes**" if profile.verified else "no")
 
 
 def test_known_register_images() -> None:

@@ -29,6 +29,7 @@ from gateway.broker import BrokerStartError, EmbeddedBroker
 from gateway.buffer import Buffer, BufferError
 from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
+from gateway.config.southbound import meter_thresholds
 from gateway.forward import Forwarder, Sink, build_sinks
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
@@ -124,7 +125,8 @@ class Daemon:
             async with contextlib.AsyncExitStack() as stack:
                 buffer = await self._open_buffer()
                 tap = Tap(buffer, self.recent)
-                validator = Validator(tap, cfg.validation)
+                per_meter = meter_thresholds(cfg.validation, cfg.buses, self.profile_dirs)
+                validator = Validator(tap, cfg.validation, per_meter=per_meter)
                 stack.push_async_callback(self._close_buffer, buffer, tap, validator)
                 self.status.tap = tap
                 self.status.buffer = buffer

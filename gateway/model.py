@@ -31,6 +31,8 @@ class Quality(enum.IntFlag):
     ROLLOVER = 1 << 6
     DEVICE_FLAGGED = 1 << 7
     """The source (meter or concentrator) itself marked the value as not good."""
+    TARIFF_MISMATCH = 1 << 8
+    """The tariff registers of a meter at one instant do not sum to its total."""
 
     def names(self) -> list[str]:
         """Flag names, lower case, for logs and JSON (``[]`` for OK)."""

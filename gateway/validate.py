@@ -9,11 +9,23 @@ column form) alike. For each reading it sets quality flags:
   (``register_max_kwh``), which is not an error but must be visible;
 - ``suspect_spike``: a register rose faster than ``max_power_kw`` allows;
 - ``out_of_range``: outside the configured plausible bounds;
-- ``clock_drift``: a meter- or concentrator-stamped time far from ours.
+- ``clock_drift``: a live concentrator reading stamped further than
+  ``max_clock_skew`` from the time it was received. Only live readings are
+  checked: a backfilled or interval (load-profile) record is old by nature,
+  and gateway-stamped (polled) readings have no other clock. Polled meters'
+  clocks are read by the scheduler, which raises a ``clock_drift`` event;
+- ``tariff_mismatch``: the tariff registers of one meter at one instant (in
+  one job) do not sum to the total, within ``tariff_sum_tolerance`` steps of
+  the registers' last digit; the total and every tariff are flagged. With all
+  four tariffs present the sum must match; with fewer it must not exceed.
 
 A register that falls to under a tenth of its last value without having been
 near its top is a counter reset (meter replaced or cleared): the reading is flagged
 ``non_monotonic`` and a ``counter_reset`` event is recorded.
+
+Thresholds are ``[validation]``'s, or per meter where its profile or its own
+``validation`` table overrides them (``per_meter``, see
+:func:`gateway.config.southbound.meter_thresholds`).
 
 The last value per (meter, quantity) is remembered only after the inner
 acceptor has committed, so a failed commit leaves the reference unchanged.
@@ -31,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
 from gateway.buffer import JobStore, Outcome, ReadingValues, Reference, WriteJob
@@ -42,19 +54,68 @@ from protocols.quantities import QUANTITIES
 
 _MS_PER_HOUR = 3_600_000
 _CUMULATIVE = frozenset(k for k, q in QUANTITIES.items() if q.cumulative)
-_POLL = TimeSource.POLL.value
+_CONCENTRATOR = TimeSource.CONCENTRATOR.value
+_TARIFFS = 4
+_TARIFF_REGISTERS: dict[str, tuple[str, int]] = {
+    f"energy_{d}_{part}_kwh": (d, n)
+    for d in ("combined", "import", "export")
+    for n, part in enumerate(("total", *(f"t{i}" for i in range(1, _TARIFFS + 1))))
+}
+"""Energy register key -> (family, 0 for the total or the tariff number)."""
 # Flags as plain ints on the per-reading path: enum arithmetic costs more than the checks.
 _OK = int(Quality.OK)
+_BACKFILLED = int(Quality.BACKFILLED)
 _CLOCK_DRIFT = int(Quality.CLOCK_DRIFT)
 _OUT_OF_RANGE = int(Quality.OUT_OF_RANGE)
 _NON_MONOTONIC = int(Quality.NON_MONOTONIC)
 _ROLLOVER = int(Quality.ROLLOVER)
 _SUSPECT_SPIKE = int(Quality.SUSPECT_SPIKE)
+_TARIFF_MISMATCH = int(Quality.TARIFF_MISMATCH)
 
 Latest = dict[tuple[str, str], tuple[int, Decimal]]
+Register = tuple[int, str, str, int, Decimal]
+"""A tariff or total register seen in a job: (position, meter, key, ts_ms, value)."""
 SAVE_EVERY_S = 30.0
 
 log = get_logger("validate")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Limits:
+    """One set of thresholds, in the forms the checks compare against."""
+
+    ranges: Mapping[str, tuple[Decimal, Decimal]]
+    top: Decimal
+    near_top: Decimal
+    near_zero: Decimal
+    max_kwh_per_ms: Decimal
+    skew_ms: int
+    tariff_steps: int
+
+    @classmethod
+    def of(cls, cfg: ValidationConfig) -> Limits:
+        """The limits of a ``[validation]`` section (or a meter's merged one)."""
+        top = Decimal(str(cfg.register_max_kwh))
+        margin = Decimal(str(cfg.rollover_margin))
+        return cls(
+            ranges={k: (Decimal(str(r.min)), Decimal(str(r.max))) for k, r in cfg.ranges.items()},
+            top=top,
+            near_top=top * (1 - margin),
+            near_zero=top * margin,
+            max_kwh_per_ms=Decimal(str(cfg.max_power_kw)) / _MS_PER_HOUR,
+            skew_ms=int(cfg.max_clock_skew * 1000),
+            tariff_steps=cfg.tariff_sum_tolerance,
+        )
+
+
+def is_live(ts_source: str, quality: int, interval_s: int | None) -> bool:
+    """Whether a reading's own time stamp says when it was read just now.
+
+    Only a concentrator's readings qualify: polled readings carry the gateway's
+    time; meter-stamped ones are frozen or load-profile records, and backfilled
+    or interval readings are records too, old by nature.
+    """
+    return ts_source == _CONCENTRATOR and interval_s is None and not quality & _BACKFILLED
 
 
 class Validator:
@@ -66,6 +127,7 @@ class Validator:
         inner: JobStore,
         config: ValidationConfig | None = None,
         *,
+        per_meter: Mapping[str, ValidationConfig] | None = None,
         save_every: float = SAVE_EVERY_S,
     ) -> None:
         self._inner = inner
@@ -73,21 +135,18 @@ class Validator:
         self._next_save = time.monotonic() + save_every
         self._dirty: set[tuple[str, str]] = set()
         """References changed since they were last handed to the buffer."""
-        cfg = config or ValidationConfig()
-        self._ranges = {
-            k: (Decimal(str(r.min)), Decimal(str(r.max))) for k, r in cfg.ranges.items()
-        }
-        self._top = Decimal(str(cfg.register_max_kwh))
-        self._near_top = self._top * Decimal(str(1 - cfg.rollover_margin))
-        self._near_zero = self._top * Decimal(str(cfg.rollover_margin))
-        self._max_kwh_per_ms = Decimal(str(cfg.max_power_kw)) / _MS_PER_HOUR
-        self._skew_ms = int(cfg.max_clock_skew * 1000)
+        self._default = Limits.of(config or ValidationConfig())
+        self._per_meter = {m: Limits.of(c) for m, c in (per_meter or {}).items()}
         self._last: Latest = {}
 
     @property
     def healthy(self) -> bool:
         """Whether the buffer behind is committing (see :class:`JobStore`)."""
         return self._inner.healthy
+
+    def limits(self, meter: str) -> Limits:
+        """The thresholds ``meter`` is checked against."""
+        return self._per_meter.get(meter, self._default)
 
     async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
         """Flag, store durably, then return; a cancelled caller does not cancel the commit."""
@@ -97,7 +156,7 @@ class Validator:
         """Flag the job's readings and rows, add any events found, queue it for commit."""
         latest: Latest = {}
         found: list[Event] = []
-        readings = [self._reading(r, latest, found) for r in job.readings]
+        readings = self._readings(job.readings, latest, found) if job.readings else job.readings
         rows = self._rows(job.rows, latest, found) if job.rows else job.rows
         refs: list[Reference] = []
         if self._dirty and time.monotonic() >= self._next_save:
@@ -155,59 +214,87 @@ class Validator:
         await asyncio.shield(fut)
         return len(refs)
 
-    def _reading(self, r: Reading, latest: Latest, found: list[Event]) -> Reading:
-        flags = self._flags(
-            r.meter, r.key, r.value, r.ts_ms, r.ts_source is TimeSource.POLL, r.received_ms,
-            latest, found,
-        )  # fmt: skip
-        return dataclasses.replace(r, quality=r.quality | Quality(flags)) if flags else r
+    def _readings(
+        self, readings: Sequence[Reading], latest: Latest, found: list[Event]
+    ) -> list[Reading]:
+        out: list[Reading] = []
+        registers: list[Register] = []
+        for r in readings:
+            lim = self.limits(r.meter)
+            flags = _OK
+            if (
+                is_live(r.ts_source, r.quality, r.interval_s)
+                and abs(r.ts_ms - r.received_ms) > lim.skew_ms
+            ):
+                flags |= _CLOCK_DRIFT
+            flags |= self._value_flags(lim, r.meter, r.key, r.value, r.ts_ms, latest, found)
+            if r.key in _TARIFF_REGISTERS:
+                registers.append((len(out), r.meter, r.key, r.ts_ms, r.value))
+            out.append(dataclasses.replace(r, quality=r.quality | Quality(flags)) if flags else r)
+        for i in self._tariff_mismatches(registers):
+            out[i] = dataclasses.replace(out[i], quality=out[i].quality | Quality.TARIFF_MISMATCH)
+        return out
 
     def _rows(
         self, rows: Sequence[ReadingValues], latest: Latest, found: list[Event]
     ) -> list[ReadingValues]:
         # The concentrator's hot path, a loop rather than a call per row: most rows need
         # only the clock check, and a value (as Decimal) only for cumulative or ranged keys.
-        skew = self._skew_ms
-        ranges = self._ranges
+        per_meter = self._per_meter
+        default = self._default
         value_flags = self._value_flags
         out: list[ReadingValues] = []
         append = out.append
+        registers: list[Register] = []
         for row in rows:
-            key, ts_ms = row[1], row[4]
-            if key in _CUMULATIVE or key in ranges:
+            meter, key, ts_ms = row[0], row[1], row[4]
+            lim = per_meter.get(meter, default) if per_meter else default
+            if key in _CUMULATIVE or key in lim.ranges:
                 try:
                     value = Decimal(row[2])
                 except InvalidOperation:  # the ingest stores only numbers; guard the reference
                     append(row)
                     continue
-                flags = value_flags(row[0], key, value, ts_ms, latest, found)
+                flags = value_flags(lim, meter, key, value, ts_ms, latest, found)
+                if key in _TARIFF_REGISTERS:
+                    registers.append((len(out), meter, key, ts_ms, value))
             else:
                 flags = _OK
-            if row[5] != _POLL and abs(ts_ms - row[6]) > skew:
+            if is_live(row[5], row[8], row[9]) and abs(ts_ms - row[6]) > lim.skew_ms:
                 flags |= _CLOCK_DRIFT
             append((*row[:8], row[8] | flags, row[9]) if flags else row)
+        for i in self._tariff_mismatches(registers):
+            row = out[i]
+            out[i] = (*row[:8], row[8] | _TARIFF_MISMATCH, row[9])
         return out
 
-    def _flags(
-        self,
-        meter: str,
-        key: str,
-        value: Decimal | None,
-        ts_ms: int,
-        polled: bool,
-        received_ms: int,
-        latest: Latest,
-        found: list[Event],
-    ) -> int:
-        flags = _OK
-        if not polled and abs(ts_ms - received_ms) > self._skew_ms:
-            flags |= _CLOCK_DRIFT
-        if value is None:
-            return flags
-        return flags | self._value_flags(meter, key, value, ts_ms, latest, found)
+    def _tariff_mismatches(self, registers: Sequence[Register]) -> list[int]:
+        """Positions of the registers whose meter, instant and family (import, export,
+        combined) have tariffs that do not sum to the total."""
+        if not registers:
+            return []
+        groups: dict[tuple[str, int, str], dict[int, tuple[int, Decimal]]] = {}
+        for pos, meter, key, ts_ms, value in registers:
+            family, n = _TARIFF_REGISTERS[key]
+            groups.setdefault((meter, ts_ms, family), {})[n] = (pos, value)
+        bad: list[int] = []
+        for (meter, _, _), regs in groups.items():
+            total = regs.get(0)
+            tariffs = [v for n, (_, v) in regs.items() if n]
+            if total is None or not tariffs:
+                continue
+            # One step of the last digit of the coarsest register: meters round each.
+            exponents = [v.as_tuple().exponent for _, v in regs.values()]
+            step = Decimal(1).scaleb(max(e for e in exponents if isinstance(e, int)))
+            tolerance = step * self.limits(meter).tariff_steps
+            excess = sum(tariffs, Decimal(0)) - total[1]
+            if excess > tolerance or (len(tariffs) == _TARIFFS and -excess > tolerance):
+                bad.extend(pos for pos, _ in regs.values())
+        return bad
 
     def _value_flags(
         self,
+        lim: Limits,
         meter: str,
         key: str,
         value: Decimal,
@@ -216,7 +303,7 @@ class Validator:
         found: list[Event],
     ) -> int:
         flags = _OK
-        bounds = self._ranges.get(key)
+        bounds = lim.ranges.get(key)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             flags |= _OUT_OF_RANGE
         if key not in _CUMULATIVE:
@@ -231,8 +318,8 @@ class Validator:
         prev_ts, prev_value = prev
         latest[ident] = (ts_ms, value)
         if value < prev_value:
-            if prev_value >= self._near_top and value <= self._near_zero:
-                rise = self._top - prev_value + value
+            if prev_value >= lim.near_top and value <= lim.near_zero:
+                rise = lim.top - prev_value + value
                 flags |= _ROLLOVER
             else:
                 flags |= _NON_MONOTONIC
@@ -249,6 +336,6 @@ class Validator:
                 return flags
         else:
             rise = value - prev_value
-        if rise > self._max_kwh_per_ms * (ts_ms - prev_ts):
+        if rise > lim.max_kwh_per_ms * (ts_ms - prev_ts):
             flags |= _SUSPECT_SPIKE
         return flags

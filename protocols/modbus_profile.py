@@ -26,6 +26,9 @@ File format (``config/profiles/NAME.toml``)::
     scale = 1                    # value = raw * scale
     unit = "V"                   # optional; must be the quantity's unit
 
+    [validation]                 # optional: this model's VEE thresholds over the
+    max_power_kw = 60            # gateway's [validation] defaults (keys as there)
+
 Types: int16, uint16, int32, uint32, int64, uint64, float32, float64.
 Word order ``big`` sends the most significant 16-bit word first; ``little``
 the least significant word first (bytes inside a word are always big-endian,
@@ -45,7 +48,7 @@ import math
 import struct
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Final
@@ -136,6 +139,8 @@ class ModbusProfile:
     """The file it was loaded from (for messages)."""
     document: str = ""
     """The manufacturer's document (title, version or date) the map follows."""
+    validation: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[validation]`` table as written: thresholds the gateway checks and applies."""
 
     def by_key(self, key: str) -> RegisterSpec:
         """The register of a quantity; :class:`KeyError` naming the profile if absent."""
@@ -260,7 +265,7 @@ def resolve_profile(name: str, search_dirs: Iterable[str | Path] = ()) -> Modbus
 
 
 def _build(doc: Mapping[str, Any], source: str, default_name: str) -> ModbusProfile:
-    unknown = set(doc) - {"profile", "registers"}
+    unknown = set(doc) - {"profile", "registers", "validation"}
     if unknown:
         raise ProfileError(f"{source}: {sorted(unknown)[0]}: unknown section")
     head = doc.get("profile", {})
@@ -285,6 +290,9 @@ def _build(doc: Mapping[str, Any], source: str, default_name: str) -> ModbusProf
         _register(entry, defaults, source, f"registers[{i}]") for i, entry in enumerate(regs_doc)
     )
     _check_unique(specs, source)
+    validation = doc.get("validation", {})
+    if not isinstance(validation, dict):
+        raise ProfileError(f"{source}: validation: must be a table")
     return ModbusProfile(
         name=name,
         vendor=_str(head, "vendor", source, "profile", ""),
@@ -294,6 +302,7 @@ def _build(doc: Mapping[str, Any], source: str, default_name: str) -> ModbusProf
         registers=specs,
         source=source,
         document=_str(head, "document", source, "profile", ""),
+        validation=validation,
     )
 
 

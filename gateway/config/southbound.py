@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, model_validator
 
 from gateway.config.base import Duration, Section
+from gateway.config.validation import ValidationConfig, ValidationOverride, profile_override
 from protocols.quantities import QUANTITIES
 
 Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
@@ -49,6 +50,8 @@ class MeterConfig(Section):
     """Names of the poll groups this meter is read with."""
     timezone: str | None = None
     """Time zone of the meter's clock; defaults to ``gateway.timezone``."""
+    validation: ValidationOverride | None = None
+    """VEE thresholds of this meter, over its profile's and the ``[validation]`` ones."""
 
     @model_validator(mode="after")
     def _check_address(self) -> Self:
@@ -171,6 +174,10 @@ def southbound_problems(
             except ProfileError as exc:
                 problems.append(f"{where}.profile: {exc}")
                 continue
+            try:
+                profile_override(profile.validation, profile.source)
+            except ValueError as exc:
+                problems.append(f"{where}.profile: {exc}")
             missing = [k for k in dict.fromkeys(keys) if k not in profile.keys]
             if missing:
                 problems.append(
@@ -178,3 +185,31 @@ def southbound_problems(
                     f"{', '.join(missing)}"
                 )
     return problems
+
+
+def meter_thresholds(
+    defaults: ValidationConfig,
+    buses: Sequence[BusConfig],
+    profile_dirs: Sequence[str | Path] = (),
+) -> dict[str, ValidationConfig]:
+    """Meter id -> its VEE thresholds, for the meters whose profile or own
+    ``validation`` table changes the defaults (the others use ``defaults``).
+
+    A profile that cannot be found or read is left to :func:`southbound_problems`.
+    """
+    from protocols.modbus_profile import ProfileError, resolve_profile
+
+    out: dict[str, ValidationConfig] = {}
+    for bus in buses:
+        for meter in bus.meters:
+            profile_table: ValidationOverride | None = None
+            if meter.profile is not None:
+                try:
+                    profile = resolve_profile(meter.profile, profile_dirs)
+                    if profile.validation:
+                        profile_table = profile_override(profile.validation, profile.source)
+                except (ProfileError, ValueError):
+                    pass
+            if profile_table is not None or meter.validation is not None:
+                out[meter.meter_id] = defaults.merged(profile_table, meter.validation)
+    return out

@@ -1,8 +1,17 @@
-"""``[validation]``: the plausibility checks every reading passes (VEE)."""
+"""``[validation]``: the plausibility checks every reading passes (VEE).
+
+The ``[validation]`` section holds the defaults. A Modbus profile's own
+``[validation]`` table, and a meter's ``[buses.meters.validation]`` table,
+override them key by key (:class:`ValidationOverride`): the meter's over the
+profile's over the global section. ``ranges`` merge per quantity key.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
 
 from gateway.config.base import Duration, Section
 from protocols.quantities import QUANTITIES
@@ -24,6 +33,15 @@ def _default_ranges() -> dict[str, RangeConfig]:
     return ranges
 
 
+def _check_ranges(ranges: dict[str, RangeConfig]) -> dict[str, RangeConfig]:
+    for key, bounds in ranges.items():
+        if key not in QUANTITIES:
+            raise ValueError(f"unknown quantity key {key!r}")
+        if bounds.min > bounds.max:
+            raise ValueError(f"{key}: min is above max")
+    return ranges
+
+
 class ValidationConfig(Section):
     """Thresholds of the checks. Readings are flagged, never dropped."""
 
@@ -34,17 +52,56 @@ class ValidationConfig(Section):
     rollover_margin: float = Field(default=0.05, gt=0, lt=1)
     """A drop from within this share of the top to near zero counts as a rollover."""
     max_clock_skew: Duration = 300.0
-    """Meter- or concentrator-stamped readings further than this from the
-    gateway clock are flagged ``clock_drift``."""
+    """Live concentrator readings stamped further than this from the gateway clock
+    are flagged ``clock_drift`` (records and backfilled readings are not checked;
+    polled meters' clocks are checked by ``clock_drift_max`` of their bus)."""
+    tariff_sum_tolerance: int = Field(default=1, ge=0)
+    """How many steps of the registers' last digit the sum of the tariff registers
+    may differ from the total before all of them are flagged ``tariff_mismatch``."""
     ranges: dict[str, RangeConfig] = Field(default_factory=_default_ranges)
     """Per quantity key bounds (keys from the quantity registry)."""
 
     @field_validator("ranges")
     @classmethod
     def _known_keys(cls, ranges: dict[str, RangeConfig]) -> dict[str, RangeConfig]:
-        for key, bounds in ranges.items():
-            if key not in QUANTITIES:
-                raise ValueError(f"unknown quantity key {key!r}")
-            if bounds.min > bounds.max:
-                raise ValueError(f"{key}: min is above max")
-        return ranges
+        return _check_ranges(ranges)
+
+    def merged(self, *overrides: ValidationOverride | None) -> ValidationConfig:
+        """These thresholds with ``overrides`` applied in order (the last one wins)."""
+        data = self.model_dump()
+        for over in overrides:
+            if over is None:
+                continue
+            for name, value in over.model_dump(exclude_none=True).items():
+                if name == "ranges":
+                    data["ranges"] = {**data["ranges"], **value}
+                else:
+                    data[name] = value
+        return ValidationConfig.model_validate(data)
+
+
+class ValidationOverride(Section):
+    """Thresholds of one meter or one Modbus profile; keys left out keep the default."""
+
+    max_power_kw: float | None = Field(default=None, gt=0)
+    register_max_kwh: float | None = Field(default=None, gt=0)
+    rollover_margin: float | None = Field(default=None, gt=0, lt=1)
+    max_clock_skew: Duration | None = None
+    tariff_sum_tolerance: int | None = Field(default=None, ge=0)
+    ranges: dict[str, RangeConfig] | None = None
+    """Bounds per quantity key, merged over the default ranges key by key."""
+
+    @field_validator("ranges")
+    @classmethod
+    def _known_keys(cls, ranges: dict[str, RangeConfig] | None) -> dict[str, RangeConfig] | None:
+        return None if ranges is None else _check_ranges(ranges)
+
+
+def profile_override(table: Mapping[str, Any], source: str) -> ValidationOverride:
+    """A profile's ``[validation]`` table; :class:`ValueError` naming the file and key."""
+    try:
+        return ValidationOverride.model_validate(dict(table))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"{source}: validation.{where}: {err['msg']}") from None

@@ -10,21 +10,23 @@ import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import Buffer, ReadingRow, WriteJob
+from gateway.buffer import Buffer, ReadingRow, ReadingValues, WriteJob
 from gateway.config.northbound import BufferConfig
-from gateway.config.validation import ValidationConfig
+from gateway.config.validation import RangeConfig, ValidationConfig, ValidationOverride
 from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality, Reading, TimeSource
 from gateway.validate import Validator
 
 HOUR = 3_600_000
 T0 = 1_800_000_000_000
+CONC = TimeSource.CONCENTRATOR
 
 
 def energy(value: str, ts: int, meter: str = "m1", source: TimeSource = TimeSource.POLL) -> Reading:
@@ -101,7 +103,8 @@ async def test_spike_is_flagged(buffer: Buffer) -> None:
 @pytest.mark.asyncio
 async def test_out_of_range_and_clock_drift(buffer: Buffer) -> None:
     volt = Reading("m1", "voltage_l1_v", Decimal("612.0"), "V", T0, TimeSource.POLL, T0, "bus")
-    late = Reading("m1", "voltage_l1_v", Decimal("230"), "V", T0 - HOUR, TimeSource.METER, T0, "b")
+    # A live concentrator reading stamped an hour before it arrived.
+    late = Reading("c:1", "voltage_l1_v", Decimal("230"), "V", T0 - HOUR, CONC, T0, "topic")
     await run(buffer, volt, late)
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OUT_OF_RANGE, Quality.CLOCK_DRIFT]
@@ -109,13 +112,69 @@ async def test_out_of_range_and_clock_drift(buffer: Buffer) -> None:
 
 @pytest.mark.asyncio
 async def test_backfilled_past_reading_is_not_compared_with_newer(buffer: Buffer) -> None:
+    # Read back after the gap: received an hour after the meter stamped it.
     old = Reading(
         "m1", "energy_import_total_kwh", Decimal("90.00"), "kWh", T0 - HOUR, TimeSource.METER,
-        T0 - HOUR, "bus", Quality.BACKFILLED,
+        T0, "bus", Quality.BACKFILLED,
     )  # fmt: skip
     await run(buffer, energy("100.00", T0), old)
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.BACKFILLED]
+
+
+def record(
+    value: str, ts: int, received: int, source: TimeSource = TimeSource.METER, **kw: Any
+) -> Reading:
+    return Reading(
+        "m1", "energy_import_total_kwh", Decimal(value), "kWh", ts, source, received, "bus", **kw
+    )
+
+
+@pytest.mark.asyncio
+async def test_records_are_never_flagged_clock_drift(buffer: Buffer) -> None:
+    """Backfilled, load-profile and concentrator-backfilled records are old by nature."""
+    days = 24 * HOUR
+    await run(
+        buffer,
+        record("10.00", T0 - 2 * days, T0, quality=Quality.BACKFILLED),
+        record("11.00", T0 - days, T0, interval_s=900),  # a load-profile record
+        record("12.00", T0 - HOUR, T0, CONC, quality=Quality.BACKFILLED),
+        record("13.00", T0 - HOUR, T0, CONC, interval_s=900),
+    )
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.BACKFILLED, Quality.OK, Quality.BACKFILLED, Quality.OK]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("late_ms", "flagged"), [(300_000, False), (300_001, True), (-300_000, False), (-300_001, True)]
+)
+async def test_clock_skew_just_inside_and_just_outside(
+    buffer: Buffer, late_ms: int, flagged: bool
+) -> None:
+    volt = Reading("c:1", "voltage_l1_v", Decimal("230"), "V", T0, CONC, T0 + late_ms, "topic")
+    row = ("c:2", "voltage_l1_v", "230", "V", T0, "concentrator", T0 + late_ms, "t", 0, None)
+    v = Validator(buffer)  # max_clock_skew = 300 s
+    await v.accept([volt])
+    await v.submit(WriteJob(rows=[row]))
+    rows, _ = await stored(buffer)
+    expected = Quality.CLOCK_DRIFT if flagged else Quality.OK
+    assert qualities(rows) == [expected, expected]
+
+
+@pytest.mark.asyncio
+async def test_backfilled_concentrator_rows_are_not_clock_checked(buffer: Buffer) -> None:
+    v = Validator(buffer)
+    back = int(Quality.BACKFILLED)
+    rows = [
+        ("c:1", "voltage_l1_v", "230", "V", T0 - HOUR, "concentrator", T0, "t", back, None),
+        ("c:1", "voltage_l1_v", "231", "V", T0 - HOUR, "concentrator", T0, "t", 0, 900),
+        ("c:1", "voltage_l1_v", "232", "V", T0 - HOUR, "meter", T0, "t", 0, None),
+        ("c:1", "voltage_l1_v", "233", "V", T0 - HOUR, "poll", T0, "t", 0, None),
+    ]
+    await v.submit(WriteJob(rows=rows))
+    got, _ = await stored(buffer)
+    assert qualities(got) == [Quality.BACKFILLED, Quality.OK, Quality.OK, Quality.OK]
 
 
 @pytest.mark.asyncio
@@ -233,3 +292,222 @@ def test_any_plausible_rising_series_is_clean(tmp_path: Path, increments: list[i
     rows = asyncio.run(main())
     assert len(rows) == len(increments)
     assert all(Quality(r[9]) == Quality.OK for r in rows)
+
+
+# --------------------------------------------------------------- each check, exactly
+
+TOTAL = "energy_import_total_kwh"
+
+
+def reg(key: str, value: str, ts: int = T0, meter: str = "m1") -> Reading:
+    return Reading(meter, key, Decimal(value), "kWh", ts, TimeSource.POLL, ts, "bus")
+
+
+def tariffs(total: str, *values: str, ts: int = T0, meter: str = "m1") -> list[Reading]:
+    """One poll of a total and its tariff registers, as the scheduler hands it on."""
+    parts = [reg(f"energy_import_t{n}_kwh", v, ts, meter) for n, v in enumerate(values, 1)]
+    return [reg(TOTAL, total, ts, meter), *parts]
+
+
+async def one_job_each(buf: Buffer, *jobs: list[Reading], **kw: Any) -> None:
+    v = Validator(buf, **kw)
+    for job in jobs:
+        await v.accept(job)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("values", "mismatch"),
+    [
+        (("100.00", "10.00", "20.00", "30.00", "40.00"), False),
+        (("100.01", "10.00", "20.00", "30.00", "40.00"), False),  # one step: rounding
+        (("99.99", "10.00", "20.00", "30.00", "40.00"), False),
+        (("100.02", "10.00", "20.00", "30.00", "40.00"), True),
+        (("99.98", "10.00", "20.00", "30.00", "40.00"), True),
+        (("100", "10.00", "20.00", "30.00", "40.40"), False),  # a whole-kWh total: 1 kWh
+        (("100", "10.00", "20.00", "30.00", "41.01"), True),
+        (("100.00", "60.00", "30.00"), False),  # tariffs 3 and 4 not read: may be below
+        (("100.00", "60.00", "40.02"), True),  # ... but never above
+    ],
+)
+async def test_tariff_sum(buffer: Buffer, values: tuple[str, ...], mismatch: bool) -> None:
+    await one_job_each(buffer, tariffs(*values))
+    rows, events = await stored(buffer)
+    expected = Quality.TARIFF_MISMATCH if mismatch else Quality.OK
+    assert qualities(rows) == [expected] * len(values)  # the total and every tariff
+    assert events == []
+
+
+@pytest.mark.asyncio
+async def test_tariff_sum_compares_one_meter_at_one_instant(buffer: Buffer) -> None:
+    job = [
+        *tariffs("100.00", "10.00", "20.00", "30.00", "40.00"),
+        reg("energy_import_t1_kwh", "99.00", T0 + HOUR),  # another instant, no total
+        *tariffs("5.00", "1.00", "1.00", "1.00", "1.00", meter="m2"),  # off by one kWh
+        reg("energy_export_total_kwh", "3.00"),  # another family, no tariffs
+    ]
+    await one_job_each(buffer, job)
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK] * 6 + [Quality.TARIFF_MISMATCH] * 5 + [Quality.OK]
+
+
+@pytest.mark.asyncio
+async def test_tariff_sum_in_concentrator_rows(buffer: Buffer) -> None:
+    def row(key: str, value: str, meter: str) -> ReadingValues:
+        return (meter, key, value, "kWh", T0, "concentrator", T0, "t", 0, None)
+
+    good = [row(TOTAL, "50.5", "c:1")] + [
+        row(f"energy_import_t{n}_kwh", v, "c:1") for n, v in enumerate(["20", "30.5", "0", "0"], 1)
+    ]
+    bad = [row(TOTAL, "50.5", "c:2"), row("energy_import_t1_kwh", "50.7", "c:2")]
+    await Validator(buffer).submit(WriteJob(rows=[*good, *bad]))
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK] * 5 + [Quality.TARIFF_MISMATCH] * 2
+
+
+@pytest.mark.asyncio
+async def test_tariff_sum_tolerance_is_a_threshold(buffer: Buffer) -> None:
+    cfg = ValidationConfig(tariff_sum_tolerance=3)  # a meter that truncates each register
+    await one_job_each(
+        buffer,
+        tariffs("100.03", "10.00", "20.00", "30.00", "40.00", meter="a"),
+        tariffs("100.04", "10.00", "20.00", "30.00", "40.00", meter="b"),
+        config=cfg,
+    )
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK] * 5 + [Quality.TARIFF_MISMATCH] * 5
+
+
+@pytest.mark.asyncio
+async def test_two_concentrator_meters_in_one_batch_keep_separate_references(
+    buffer: Buffer,
+) -> None:
+    def row(meter: str, value: str, ts: int) -> ReadingValues:
+        return (meter, TOTAL, value, "kWh", ts, "concentrator", ts, "t", 0, None)
+
+    v = Validator(buffer)
+    # Interleaved: a shared reference would see 500 -> 20 -> 501 -> 21.
+    await v.submit(WriteJob(rows=[row("c:1", "500.00", T0), row("c:2", "20.00", T0)]))
+    await v.submit(WriteJob(rows=[row("c:1", "501.00", T0 + HOUR), row("c:2", "21.00", T0 + HOUR)]))
+    await v.submit(
+        WriteJob(rows=[row("c:1", "499.00", T0 + 2 * HOUR), row("c:2", "22.00", T0 + 2 * HOUR)])
+    )
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [Quality.OK] * 4 + [Quality.NON_MONOTONIC, Quality.OK]
+    assert events == []
+
+
+@pytest.mark.asyncio
+async def test_a_reading_that_deserves_two_flags_gets_both(buffer: Buffer) -> None:
+    v = Validator(buffer, ValidationConfig(max_power_kw=10))
+    row = ("c:1", TOTAL, "100.00", "kWh", T0, "concentrator", T0, "t", 0, None)
+    # An hour later by its stamp, arriving two hours after that: a spike and a late clock.
+    late = ("c:1", TOTAL, "150.00", "kWh", T0 + HOUR, "concentrator", T0 + 3 * HOUR, "t", 0, None)
+    await v.submit(WriteJob(rows=[row]))
+    await v.submit(WriteJob(rows=[late]))
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.SUSPECT_SPIKE | Quality.CLOCK_DRIFT]
+
+
+@pytest.mark.asyncio
+async def test_a_rollover_that_rises_too_fast_is_both(buffer: Buffer) -> None:
+    cfg = ValidationConfig(max_power_kw=10)
+    await run(buffer, energy("999999.50", T0), energy("20.00", T0 + HOUR), config=cfg)
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.ROLLOVER | Quality.SUSPECT_SPIKE]
+    assert events == []
+
+
+@pytest.mark.asyncio
+async def test_a_spike_right_after_a_rollover(buffer: Buffer) -> None:
+    cfg = ValidationConfig(max_power_kw=10)
+    readings = [
+        energy("999999.50", T0),
+        energy("2.00", T0 + HOUR),  # wrapped, 2.5 kWh in an hour
+        energy("30.00", T0 + 2 * HOUR),  # measured from 2.00, not from the top: 28 kWh
+        energy("35.00", T0 + 3 * HOUR),
+    ]
+    await run(buffer, *readings, config=cfg)
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.ROLLOVER, Quality.SUSPECT_SPIKE, Quality.OK]
+    assert events == []
+
+
+@pytest.mark.asyncio
+async def test_rollover_and_reset_thresholds_follow_the_register_top(buffer: Buffer) -> None:
+    # Top 99999.99, margin 0.1: a wrap goes from >= 89999.991 to <= 9999.999.
+    cfg = ValidationConfig(register_max_kwh=99999.99, rollover_margin=0.1, max_power_kw=1e6)
+    cases = {
+        "wrap": ("90000.00", "9999.99"),
+        "not near the top": ("89999.98", "5.00"),  # a reset: fell to under a tenth
+        "not near zero": ("95000.00", "10000.00"),  # a fall, not to under a tenth
+    }
+    for meter, (before, after) in cases.items():
+        await run(buffer, energy(before, T0, meter), energy(after, T0 + HOUR, meter), config=cfg)
+    rows, events = await stored(buffer)
+    assert qualities(rows)[1::2] == [Quality.ROLLOVER, Quality.NON_MONOTONIC, Quality.NON_MONOTONIC]
+    assert events == [EventKind.COUNTER_RESET.value]
+
+
+@pytest.mark.asyncio
+async def test_a_fall_that_is_no_reset_has_no_event(buffer: Buffer) -> None:
+    await run(buffer, energy("100.00", T0), energy("10.00", T0 + HOUR))  # exactly a tenth
+    await run(buffer, energy("100.00", T0, "m2"), energy("9.99", T0 + HOUR, "m2"))
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC] * 2
+    assert events == [EventKind.COUNTER_RESET.value]
+
+
+@pytest.mark.asyncio
+async def test_range_bounds_are_inclusive(buffer: Buffer) -> None:
+    def volts(v: str) -> Reading:
+        return Reading("m1", "voltage_l1_v", Decimal(v), "V", T0, TimeSource.POLL, T0, "bus")
+
+    await run(buffer, volts("0"), volts("500"), volts("500.1"), volts("-0.1"))
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.OK, Quality.OUT_OF_RANGE, Quality.OUT_OF_RANGE]
+
+
+@pytest.mark.asyncio
+async def test_a_spike_is_measured_against_the_time_between(buffer: Buffer) -> None:
+    cfg = ValidationConfig(max_power_kw=10)
+    # 10 kWh in one hour is the limit itself; 10.01 is past it.
+    await run(buffer, energy("100", T0), energy("110", T0 + HOUR), config=cfg)
+    await run(buffer, energy("100", T0, "m2"), energy("110.01", T0 + HOUR, "m2"), config=cfg)
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.OK, Quality.OK, Quality.SUSPECT_SPIKE]
+
+
+# --------------------------------------------------------------- per meter and profile
+
+
+@pytest.mark.asyncio
+async def test_thresholds_per_meter_over_the_defaults(buffer: Buffer) -> None:
+    defaults = ValidationConfig()
+    small = defaults.merged(ValidationOverride(max_power_kw=10))
+    v = Validator(buffer, defaults, per_meter={"small": small})
+    for meter in ("small", "big"):
+        await v.accept([energy("100", T0, meter)])
+        await v.accept([energy("150", T0 + HOUR, meter)])
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.SUSPECT_SPIKE, Quality.OK, Quality.OK]
+    assert v.limits("small").max_kwh_per_ms * HOUR == 10
+    assert v.limits("other") is v.limits("big")
+
+
+def test_merged_thresholds_meter_over_profile_over_defaults() -> None:
+    defaults = ValidationConfig(max_power_kw=500, max_clock_skew=60)
+    profile = ValidationOverride(
+        max_power_kw=50,
+        tariff_sum_tolerance=4,
+        ranges={"voltage_l1_v": RangeConfig(min=0, max=300)},
+    )
+    meter = ValidationOverride(max_power_kw=20, ranges={"current_l1_a": RangeConfig(min=0, max=5)})
+    got = defaults.merged(profile, meter)
+    assert got.max_power_kw == 20
+    assert got.tariff_sum_tolerance == 4
+    assert got.max_clock_skew == 60
+    assert got.ranges["voltage_l1_v"].max == 300
+    assert got.ranges["current_l1_a"].max == 5
+    assert got.ranges["frequency_hz"] == ValidationConfig().ranges["frequency_hz"]  # kept
+    assert defaults.merged(None) == defaults

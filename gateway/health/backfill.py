@@ -4,6 +4,8 @@ A gap is the span between a meter's last good poll and its return. Meter
 records (daily and hourly freezes, load profile) carry the meter's local time, so the
 gap is mapped into meter time with the clock drift measured before and after
 it (:func:`meter_gap`): records are matched even when the meter's clock is off.
+A record's time is then taken back to the gateway's clock with the drift
+measured nearest to it (:func:`record_time_ms`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime
 import math
 import zoneinfo
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_DAILY_RECORDS = 62
@@ -73,3 +76,29 @@ def utc_ms_to_meter_time(ts_ms: int, tz: str) -> datetime.datetime:
     """ms since epoch UTC -> naive meter-local time in ``tz``."""
     aware = datetime.datetime.fromtimestamp(ts_ms / 1000, tz=zoneinfo.ZoneInfo(tz))
     return aware.replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSample:
+    """One reading of a meter's clock: when (gateway clock, ms UTC) and how far off."""
+
+    at_ms: int
+    drift_ms: int
+    """Meter clock minus gateway clock."""
+
+    @property
+    def meter_ms(self) -> int:
+        """What the meter's clock said at the time (ms UTC through its time zone)."""
+        return self.at_ms + self.drift_ms
+
+
+def record_time_ms(meter_ms: int, drifts: Sequence[DriftSample]) -> int:
+    """A record's time on the gateway clock: ``meter_ms`` is the meter's stamp converted
+    to UTC through its time zone (:func:`meter_time_to_utc_ms`); the drift measured
+    nearest to it (in the meter's own time) is taken off. A record stamped 12:00:00 by
+    a meter 1.36 s fast is stored at 11:59:58.640. Without a measurement, the stamp
+    stands as it is."""
+    if not drifts:
+        return meter_ms
+    nearest = min(drifts, key=lambda d: abs(meter_ms - d.meter_ms))
+    return meter_ms - nearest.drift_ms

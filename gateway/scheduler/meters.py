@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
-from gateway.health import MeterHealth, MeterState
+from gateway.health import DriftSample, MeterHealth, MeterState
 from protocols.quantities import is_cumulative
 
 
@@ -36,6 +36,8 @@ class MeterRun:
     next_clock: float = 0.0
     """When the clock is read next (epoch s; 0: at first contact)."""
     drift_ms: int | None = None
+    drifts: list[DriftSample] = field(default_factory=list)
+    """The last clock readings, oldest first (bounded): records are stamped through them."""
     drift_alarm: bool = False
     gap_pending: bool = False
     """The bus was at fault: check for a gap at the next answer."""
@@ -69,6 +71,12 @@ class MeterRun:
     def cumulative_interval(self) -> float | None:
         """The shortest interval of a group that reads energy registers."""
         return min((g.interval for g in self.groups if g.cumulative), default=None)
+
+    def note_drift(self, at_ms: int, drift_ms: int) -> None:
+        """A clock reading: the meter's drift now, kept with the last few."""
+        self.drift_ms = drift_ms
+        self.drifts.append(DriftSample(at_ms, drift_ms))
+        del self.drifts[:-8]
 
     def all_keys(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(k for g in self.groups for k in g.keys))

@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 
 from drivers.errors import DriverError
-from gateway.health import Gap, meter_gap, meter_time_to_utc_ms, needs_backfill
+from gateway.health import Gap, meter_gap, meter_time_to_utc_ms, needs_backfill, record_time_ms
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from gateway.scheduler.meters import MeterRun
@@ -33,7 +33,7 @@ async def check_clock(
         return [], []
     got_ms = _now_ms()
     drift_ms = meter_time_to_utc_ms(local, meter.tz) - got_ms
-    meter.drift_ms = drift_ms
+    meter.note_drift(got_ms, drift_ms)
     drift_s = (Decimal(drift_ms) / 1000).quantize(Decimal("0.001"))
     reading = Reading(
         meter.meter_id, "meter_clock_drift_s", drift_s, "s", got_ms, TimeSource.POLL, got_ms, source
@@ -94,7 +94,8 @@ class Backfill:
         received = _now_ms()
         readings = []
         for s in samples:
-            ts_ms = s.ts_ms if s.ts_ms is not None else received
+            # Meter time (UTC through its time zone) back to ours, through the drift.
+            ts_ms = record_time_ms(s.ts_ms, self.meter.drifts) if s.ts_ms is not None else received
             # Frozen records are numbered from the newest: one frozen while the gap is
             # being read shifts the numbers, and the next slice reads a record again.
             if (s.key, ts_ms) in self._seen:

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.health import DriftSample, record_time_ms
 from gateway.metrics import Metrics
-from gateway.model import EventKind, Quality, TimeSource
+from gateway.model import EventKind, Quality, Reading, TimeSource
 from gateway.scheduler import Scheduler
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.gateway.scheduler.conftest import (
@@ -23,6 +24,20 @@ from tests.gateway.scheduler.conftest import (
 )
 
 OFFLINE_FAST = 'offline_after = 1\noffline_backoff_max = "1s"'
+
+
+def meter_local(acc: MemoryAcceptor, r: Reading) -> dt.datetime:
+    """The meter-local time a backfilled record was stamped with (whole seconds), before
+    the gateway took the measured drift nearest to it off (``record_time_ms``)."""
+    drifts = [
+        DriftSample(d.ts_ms, int(d.value * 1000)) for d in acc.of(r.meter, "meter_clock_drift_s")
+    ]
+    tz = ZoneInfo("Asia/Shanghai")
+    for d in drifts:
+        stamp = dt.datetime.fromtimestamp((r.ts_ms + d.drift_ms) / 1000, tz)
+        if record_time_ms(r.ts_ms + d.drift_ms, drifts) == r.ts_ms and not stamp.microsecond:
+            return stamp.replace(tzinfo=None)
+    raise AssertionError(f"{r} was not stamped through a measured drift")
 
 
 async def silent_then_back(meter: SimMeter, seconds: float) -> MemoryAcceptor:
@@ -56,10 +71,9 @@ async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() ->
     assert back
     assert all(r.ts_source is TimeSource.METER for r in back)
     assert filled[0].detail["readings"] == len(back)
-    tz = ZoneInfo("Asia/Shanghai")
     daily = {}
     for r in back:
-        local = dt.datetime.fromtimestamp(r.ts_ms / 1000, tz).replace(tzinfo=None)
+        local = meter_local(acc, r)
         assert local.minute % 15 == 0
         assert local.second == 0
         if local.hour == 0 and local.minute == 0 and r.key == "energy_import_t1_kwh":
@@ -82,13 +96,8 @@ async def test_backfill_reads_hourly_freezes_from_a_meter_without_load_profile()
         record = meter.freeze(n, hourly=True)
         assert record is not None
         hourly[record[0]] = record[1]["energy_import_total_kwh"]
-    tz = ZoneInfo("Asia/Shanghai")
     back = [r for r in acc.readings if r.quality & Quality.BACKFILLED]
-    totals = {
-        dt.datetime.fromtimestamp(r.ts_ms / 1000, tz).replace(tzinfo=None): r
-        for r in back
-        if r.key == "energy_import_total_kwh"
-    }
+    totals = {meter_local(acc, r): r for r in back if r.key == "energy_import_total_kwh"}
     # Every full hour of the gap, each once, with the meter's frozen total; no 15-min records.
     assert 29 <= len(totals) <= 31, sorted(totals)
     assert len([r for r in back if r.key == "energy_import_total_kwh"]) == len(totals)

@@ -26,6 +26,7 @@ from protocols.dlt645 import (
     Frame,
     Value,
     Variant,
+    broadcast_time_request,
     decode_datetime,
     decode_payload,
     format_di,
@@ -183,6 +184,16 @@ class Dlt645Session:
             return decode_datetime(di, payload)
         except ValueError as exc:
             raise FrameError(f"meter {address}: {exc}") from exc
+
+    async def broadcast_time(self, when: datetime.datetime) -> None:
+        """Set every meter's clock on the line to ``when`` (naive meter-local time).
+
+        Broadcast time (control 0x08) to ``99..99``: no meter replies, so nothing
+        is awaited; raise :class:`LinkError` if the bytes cannot be sent.
+        """
+        frame = broadcast_time_request(when)
+        await self.transport.send((WAKEUP if self.wakeup else b"") + frame)
+        self.transactions += 1
 
     async def read_address(self) -> str:
         """The address of the only meter on the line (wildcard read-address)."""

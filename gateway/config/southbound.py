@@ -68,6 +68,29 @@ class MeterConfig(Section):
         return f"unit-{self.unit}"
 
 
+class TimeSyncConfig(Section):
+    """``[buses.time_sync]``: set DL/T 645 meters' clocks by broadcast time (0x08).
+
+    Off unless enabled. When a meter's clock, read every ``clock_check_interval``,
+    is off by more than ``threshold``, the gateway broadcasts its time to the
+    whole line (no reply), at most once per ``min_interval`` on this bus, reads
+    the meter's clock again to confirm, and records a ``time_sync`` event with
+    the drift before and after.
+    """
+
+    enabled: bool = False
+    threshold: Duration = 5.0
+    """A clock off by more than this (either way) is set."""
+    min_interval: Duration = 3600.0
+    """The shortest time between two broadcasts on this bus."""
+
+    @model_validator(mode="after")
+    def _check_threshold(self) -> Self:
+        if self.threshold < 1:
+            raise ValueError("threshold: under 1 s cannot be set (the broadcast carries seconds)")
+        return self
+
+
 class BusConfig(Section):
     """One bus: one serial line or one TCP connection, one transaction at a time."""
 
@@ -92,6 +115,7 @@ class BusConfig(Section):
     """A meter clock off by more than this raises a ``clock_drift`` event."""
     backfill: bool = True
     """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
+    time_sync: TimeSyncConfig = Field(default_factory=TimeSyncConfig)
     max_gap: int = Field(default=10, ge=0, le=125)
     """Modbus: unwanted registers read through to merge two reads into one."""
     max_registers: int = Field(default=125, ge=1, le=125)
@@ -117,6 +141,13 @@ class BusConfig(Section):
             raise ValueError("protocol 'modbus-tcp' needs a 'tcp' link")
         if self.offline_after < self.suspect_after:
             raise ValueError("offline_after must be >= suspect_after")
+        if self.time_sync.enabled and not self.protocol.startswith("dlt645"):
+            raise ValueError("time_sync: only DL/T 645 meters take a broadcast time")
+        if self.time_sync.enabled and len({m.timezone for m in self.meters}) > 1:
+            raise ValueError(
+                "time_sync: the meters of this bus keep different time zones, "
+                "and a broadcast sets every clock to the same local time"
+            )
         for i, m in enumerate(self.meters):
             if self.protocol.startswith("dlt645") and m.address is None:
                 raise ValueError(f"meters[{i}]: a DL/T 645 meter needs an 'address'")

@@ -31,6 +31,7 @@ from gateway.scheduler.pollbook import GroupTally, PollBook
 from gateway.scheduler.readers import MeterReader, ReadResult
 from gateway.scheduler.recovery import Backfill, check_clock, start_backfill
 from gateway.scheduler.snapshot import BusSnapshot, GroupSnapshot, MeterSnapshot
+from gateway.scheduler.timesync import TimeSync
 from gateway.scheduler.timing import Utilisation
 
 log = get_logger("scheduler")
@@ -95,6 +96,7 @@ class BusWorker:
         self._probe_at = 0.0
         self._probe_index = 0
         self.link = link_name(cfg)
+        self.time_sync = TimeSync(cfg, reader, self.meters)
 
     # ------------------------------------------------------------------ public
 
@@ -377,6 +379,11 @@ class BusWorker:
             if job is not None:  # read between polls, see _step
                 events.append(job.opened)
                 self._backfills.append(job)
+        # Not while its gap is read: the records were stamped by the clock as it was.
+        if self.time_sync.due(meter) and all(j.meter is not meter for j in self._backfills):
+            r, e = await self.time_sync.sync(meter)
+            readings += r
+            events += e
         return readings, events
 
     async def _failed(self, meter: MeterRun, error: BaseException, start_ms: int) -> list[Event]:

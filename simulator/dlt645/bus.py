@@ -25,7 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,10 @@ class Dlt645Bus:
         self._dead = False
         self.requests_seen = 0
         """Request frames received, whatever their address."""
+        self.functions_seen: Counter[int] = Counter()
+        """Request frames received, by control code (0x11 read, 0x08 broadcast time...)."""
+        self.time_broadcasts: list[datetime] = []
+        """The times broadcast to the line (control 0x08 to ``99..99``), oldest first."""
         self.replies_sent = 0
         self.discarded = 0
         """Byte runs the decoder threw away (garbage, bad checksums)."""
@@ -204,6 +210,7 @@ class Dlt645Bus:
         if frame.is_reply:
             return None  # another device's reply on the shared line
         self.requests_seen += 1
+        self.functions_seen[frame.function] += 1
         if self.dead:
             return None
         try:
@@ -212,6 +219,7 @@ class Dlt645Bus:
             return None
         if isinstance(request, BroadcastTime):
             if frame.address == BROADCAST_ADDRESS:
+                self.time_broadcasts.append(request.when)
                 for responder in self.responders.values():
                     responder.set_clock(request.when)
             return None

@@ -79,6 +79,7 @@ class TimeSyncConfig(Section):
     """
 
     enabled: bool = False
+    """Whether broadcasts are sent at all (never unless set)."""
     threshold: Duration = 5.0
     """A clock off by more than this (either way) is set."""
     min_interval: Duration = 3600.0
@@ -116,6 +117,7 @@ class BusConfig(Section):
     backfill: bool = True
     """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
     time_sync: TimeSyncConfig = Field(default_factory=TimeSyncConfig)
+    """DL/T 645: set meters' clocks by broadcast time (off by default)."""
     max_gap: int = Field(default=10, ge=0, le=125)
     """Modbus: unwanted registers read through to merge two reads into one."""
     max_registers: int = Field(default=125, ge=1, le=125)

@@ -43,7 +43,13 @@ def _check_ranges(ranges: dict[str, RangeConfig]) -> dict[str, RangeConfig]:
 
 
 class ValidationConfig(Section):
-    """Thresholds of the checks. Readings are flagged, never dropped."""
+    """Thresholds of the checks. Readings are flagged, never dropped.
+
+    These are the defaults. A Modbus profile's own ``[validation]`` table and a
+    meter's ``[buses.meters.validation]`` table (same keys) override them key by
+    key, the meter's over the profile's; ``ranges`` merge per quantity key. The
+    flags and what triggers each are listed in the README ("Quality flags").
+    """
 
     max_power_kw: float = Field(default=1000.0, gt=0)
     """An energy register rising faster than this (kWh per hour) is a spike."""
@@ -81,13 +87,19 @@ class ValidationConfig(Section):
 
 
 class ValidationOverride(Section):
-    """Thresholds of one meter or one Modbus profile; keys left out keep the default."""
+    """Thresholds of one meter (or, as a profile file's ``[validation]`` table, of one
+    Modbus meter model); keys left out keep the profile's or ``[validation]``'s."""
 
     max_power_kw: float | None = Field(default=None, gt=0)
+    """As ``validation.max_power_kw``, for this meter: e.g. its breaker's rating."""
     register_max_kwh: float | None = Field(default=None, gt=0)
+    """As ``validation.register_max_kwh``: where this meter's registers wrap."""
     rollover_margin: float | None = Field(default=None, gt=0, lt=1)
+    """As ``validation.rollover_margin``."""
     max_clock_skew: Duration | None = None
+    """As ``validation.max_clock_skew``."""
     tariff_sum_tolerance: int | None = Field(default=None, ge=0)
+    """As ``validation.tariff_sum_tolerance``: 3 for a meter that truncates each register."""
     ranges: dict[str, RangeConfig] | None = None
     """Bounds per quantity key, merged over the default ranges key by key."""
 

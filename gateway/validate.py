@@ -62,6 +62,8 @@ _TARIFF_REGISTERS: dict[str, tuple[str, int]] = {
     for n, part in enumerate(("total", *(f"t{i}" for i in range(1, _TARIFFS + 1))))
 }
 """Energy register key -> (family, 0 for the total or the tariff number)."""
+_TARIFF_PARTS = frozenset(k for k, (_, n) in _TARIFF_REGISTERS.items() if n)
+_TARIFF_TOTALS = frozenset(k for k, (_, n) in _TARIFF_REGISTERS.items() if not n)
 # Flags as plain ints on the per-reading path: enum arithmetic costs more than the checks.
 _OK = int(Quality.OK)
 _BACKFILLED = int(Quality.BACKFILLED)
@@ -218,7 +220,8 @@ class Validator:
         self, readings: Sequence[Reading], latest: Latest, found: list[Event]
     ) -> list[Reading]:
         out: list[Reading] = []
-        registers: list[Register] = []
+        totals: list[Register] = []
+        parts: list[Register] = []
         for r in readings:
             lim = self.limits(r.meter)
             flags = _OK
@@ -228,10 +231,12 @@ class Validator:
             ):
                 flags |= _CLOCK_DRIFT
             flags |= self._value_flags(lim, r.meter, r.key, r.value, r.ts_ms, latest, found)
-            if r.key in _TARIFF_REGISTERS:
-                registers.append((len(out), r.meter, r.key, r.ts_ms, r.value))
+            if r.key in _TARIFF_PARTS:
+                parts.append((len(out), r.meter, r.key, r.ts_ms, r.value))
+            elif r.key in _TARIFF_TOTALS:
+                totals.append((len(out), r.meter, r.key, r.ts_ms, r.value))
             out.append(dataclasses.replace(r, quality=r.quality | Quality(flags)) if flags else r)
-        for i in self._tariff_mismatches(registers):
+        for i in self._tariff_mismatches(totals, parts):
             out[i] = dataclasses.replace(out[i], quality=out[i].quality | Quality.TARIFF_MISMATCH)
         return out
 
@@ -241,55 +246,73 @@ class Validator:
         # The concentrator's hot path, a loop rather than a call per row: most rows need
         # only the clock check, and a value (as Decimal) only for cumulative or ranged keys.
         per_meter = self._per_meter
-        default = self._default
+        lim = self._default
+        ranges, skew = lim.ranges, lim.skew_ms
         value_flags = self._value_flags
         out: list[ReadingValues] = []
         append = out.append
-        registers: list[Register] = []
+        totals: list[Register] = []
+        parts: list[Register] = []
         for row in rows:
             meter, key, ts_ms = row[0], row[1], row[4]
-            lim = per_meter.get(meter, default) if per_meter else default
-            if key in _CUMULATIVE or key in lim.ranges:
+            if per_meter:
+                lim = per_meter.get(meter, self._default)
+                ranges, skew = lim.ranges, lim.skew_ms
+            if key in _CUMULATIVE or key in ranges:
                 try:
                     value = Decimal(row[2])
                 except InvalidOperation:  # the ingest stores only numbers; guard the reference
                     append(row)
                     continue
                 flags = value_flags(lim, meter, key, value, ts_ms, latest, found)
-                if key in _TARIFF_REGISTERS:
-                    registers.append((len(out), meter, key, ts_ms, value))
+                if key in _TARIFF_PARTS:
+                    parts.append((len(out), meter, key, ts_ms, value))
+                elif key in _TARIFF_TOTALS:
+                    totals.append((len(out), meter, key, ts_ms, value))
             else:
                 flags = _OK
-            if is_live(row[5], row[8], row[9]) and abs(ts_ms - row[6]) > lim.skew_ms:
+            # is_live, inline: a live concentrator reading has no interval and no backfilled flag.
+            if (
+                row[5] == _CONCENTRATOR
+                and abs(ts_ms - row[6]) > skew
+                and row[9] is None
+                and not row[8] & _BACKFILLED
+            ):
                 flags |= _CLOCK_DRIFT
             append((*row[:8], row[8] | flags, row[9]) if flags else row)
-        for i in self._tariff_mismatches(registers):
+        for i in self._tariff_mismatches(totals, parts):
             row = out[i]
             out[i] = (*row[:8], row[8] | _TARIFF_MISMATCH, row[9])
         return out
 
-    def _tariff_mismatches(self, registers: Sequence[Register]) -> list[int]:
-        """Positions of the registers whose meter, instant and family (import, export,
-        combined) have tariffs that do not sum to the total."""
-        if not registers:
+    def _tariff_mismatches(
+        self, totals: Sequence[Register], parts: Sequence[Register]
+    ) -> list[int]:
+        """Positions of the total and tariff registers whose meter, instant and family
+        (import, export, combined) have tariffs that do not sum to the total."""
+        if not parts or not totals:  # most jobs: no tariff registers at all
             return []
         groups: dict[tuple[str, int, str], dict[int, tuple[int, Decimal]]] = {}
-        for pos, meter, key, ts_ms, value in registers:
+        for pos, meter, key, ts_ms, value in parts:
             family, n = _TARIFF_REGISTERS[key]
-            groups.setdefault((meter, ts_ms, family), {})[n] = (pos, value)
+            groups.setdefault((meter, ts_ms, family), {})[n] = (pos, value)  # a repeat: once
         bad: list[int] = []
-        for (meter, _, _), regs in groups.items():
-            total = regs.get(0)
-            tariffs = [v for n, (_, v) in regs.items() if n]
-            if total is None or not tariffs:
+        for pos, meter, key, ts_ms, total in totals:
+            group = groups.get((meter, ts_ms, _TARIFF_REGISTERS[key][0]))
+            if group is None:
+                continue
+            tariffs = group.values()
+            excess = sum((v for _, v in tariffs), -total)
+            if not excess:  # the common case: they add up exactly
                 continue
             # One step of the last digit of the coarsest register: meters round each.
-            exponents = [v.as_tuple().exponent for _, v in regs.values()]
+            exponents = [v.as_tuple().exponent for _, v in tariffs]
+            exponents.append(total.as_tuple().exponent)
             step = Decimal(1).scaleb(max(e for e in exponents if isinstance(e, int)))
             tolerance = step * self.limits(meter).tariff_steps
-            excess = sum(tariffs, Decimal(0)) - total[1]
             if excess > tolerance or (len(tariffs) == _TARIFFS and -excess > tolerance):
-                bad.extend(pos for pos, _ in regs.values())
+                bad.append(pos)
+                bad.extend(p for p, _ in tariffs)
         return bad
 
     def _value_flags(

@@ -139,7 +139,7 @@ class ModbusProfile:
     """The file it was loaded from (for messages)."""
     document: str = ""
     """The manufacturer's document (title, version or date) the map follows."""
-    validation: Mapping[str, Any] = field(default_factory=dict)
+    validation: Mapping[str, Any] = field(default_factory=dict, compare=False)
     """The ``[validation]`` table as written: thresholds the gateway checks and applies."""
 
     def by_key(self, key: str) -> RegisterSpec:

@@ -7,6 +7,8 @@ from the buffer as a sink would read it.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import Buffer, ReadingRow, ReadingValues, WriteJob
+from gateway.buffer import Buffer, Outcome, ReadingRow, ReadingValues, WriteJob
 from gateway.config.northbound import BufferConfig
 from gateway.config.validation import RangeConfig, ValidationConfig, ValidationOverride
 from gateway.metrics import Metrics
@@ -511,3 +513,58 @@ def test_merged_thresholds_meter_over_profile_over_defaults() -> None:
     assert got.ranges["current_l1_a"].max == 5
     assert got.ranges["frequency_hz"] == ValidationConfig().ranges["frequency_hz"]  # kept
     assert defaults.merged(None) == defaults
+
+
+# --------------------------------------------------------------- what is kept, and when
+
+
+@pytest.mark.asyncio
+async def test_a_counter_reset_event_says_what_fell(buffer: Buffer) -> None:
+    before = int(time.time() * 1000)
+    await run(buffer, energy("5000.00", T0), energy("0.10", T0 + HOUR))
+    after = int(time.time() * 1000)
+    batch = await buffer.read("check", 0, 100)
+    (_, kind, ts_ms, subject, reason, detail), *_ = batch.events
+    assert (kind, subject) == ("counter_reset", "m1")
+    assert reason == "energy_import_total_kwh fell from 5000.00 to 0.10"
+    assert json.loads(detail) == {"key": TOTAL, "from": "5000.00", "to": "0.10"}
+    assert before <= ts_ms <= after  # when it was found
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_job_does_not_move_the_reference(buffer: Buffer) -> None:
+    v = Validator(buffer)
+    await v.accept([energy("100.00", T0)])
+    once = ("test", b"digest")
+    first = await v.submit(WriteJob(readings=[energy("200.00", T0 + HOUR)], once=once))
+    assert first.outcome is Outcome.ACCEPTED
+    # The same message again, now with a lower value: stored never, compared never.
+    again = await v.submit(WriteJob(readings=[energy("150.00", T0 + 2 * HOUR)], once=once))
+    assert again.outcome is Outcome.DUPLICATE
+    await v.accept([energy("201.00", T0 + 3 * HOUR)])
+    rows, _ = await stored(buffer)
+    assert [(r[3], Quality(r[9])) for r in rows] == [
+        ("100.00", Quality.OK),
+        ("200.00", Quality.OK),
+        ("201.00", Quality.OK),
+    ]
+    assert v.healthy is buffer.healthy
+
+
+@pytest.mark.asyncio
+async def test_a_row_that_is_no_number_passes_unflagged(buffer: Buffer) -> None:
+    v = Validator(buffer)
+    bad = ("c:1", TOTAL, "NaN-ish", "kWh", T0, "concentrator", T0 - HOUR, "t", 0, None)
+    checked = v._rows([bad], {}, [])
+    assert checked == [bad]  # not even the clock: the ingest never stores such a row
+
+
+@pytest.mark.asyncio
+async def test_restore_keeps_what_this_run_already_has(buffer: Buffer) -> None:
+    v = Validator(buffer)
+    await v.accept([energy("100.00", T0)])
+    refs = [("m1", TOTAL, T0 - HOUR, "50.00"), ("m2", TOTAL, T0 - HOUR, "7.00")]
+    assert v.restore(refs) == 1  # m1 is already known from this run
+    await v.accept([energy("99.00", T0 + HOUR), energy("6.00", T0, "m2")])
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC, Quality.NON_MONOTONIC]

@@ -11,11 +11,16 @@ every retry decision is ours. Errors, by HTTP status:
 - 400, 413, 422: the batch is split in halves until the refused points are
   alone; only those are reported as rejected (quarantined), the rest written;
 - 401, 403: :class:`SinkAuthError` (alarm; the data stays buffered).
+
+``https://`` URLs use the ``tls`` table's CA, client certificate and key (or
+the system trust store); a refused token or an untrusted certificate is kept
+as ``refused`` for ``/readyz`` until a write goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import urllib3
@@ -27,9 +32,14 @@ from influxdb_client.rest import ApiException
 from gateway.buffer import Batch
 from gateway.config.model import Config
 from gateway.config.northbound import InfluxSinkConfig
+from gateway.config.security import client_ssl_context
 from gateway.forward.lineproto import event_lines, reading_lines
 from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
+from gateway.ingest.login import describe_connect_error
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
+
+log = get_logger("forward")
 
 _MS: Any = WritePrecision.MS  # a str constant the library's annotations call an enum
 _SPLIT = frozenset({400, 413, 422})
@@ -50,6 +60,19 @@ def _retry_after(exc: ApiException) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under a urllib3 error (its ``reason``, or a cause), if there is one."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # urllib3 wraps it as MaxRetryError(reason=SSLError(SSLError(...)))
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        nxt = getattr(seen, "reason", None)
+        seen = nxt if isinstance(nxt, BaseException) else (seen.__cause__ or seen.__context__)
+    return None
+
+
 class InfluxSink:
     """Writes readings (measurement from config) and events (``metergw_event``)."""
 
@@ -59,11 +82,22 @@ class InfluxSink:
         self.flush_interval = config.flush_interval
         self._config = config
         self._metrics = metrics
+        self.refused: str | None = None
+        """Why the server does not take our writes (token refused, TLS failed), for ``/readyz``."""
+        tls: dict[str, Any] = {}
+        if config.uses_tls:
+            # Our own context carries the CA, the client certificate and ``insecure``;
+            # verify_ssl must agree with it (urllib3 sets the context's verify mode from it).
+            insecure = config.tls is not None and config.tls.insecure
+            tls = {"ssl_context": client_ssl_context(config.tls), "verify_ssl": not insecure}
+            if insecure:
+                log.warning("tls_verification_disabled", url=config.url, part=f"sink {name}")
         self._client = InfluxDBClient(
             url=config.url,
-            token=config.token.get_secret_value(),
+            token=config.token_value(),
             org=config.org,
             timeout=int(config.timeout * 1000),
+            **tls,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -86,13 +120,19 @@ class InfluxSink:
             if status in _SPLIT:
                 raise _Refused(f"HTTP {status}: {message}") from None
             if status in _AUTH:
-                raise SinkAuthError(f"{self._config.url}: HTTP {status}: {message}") from None
+                self.refused = f"{self._config.url} refused the token: HTTP {status}: {message}"
+                raise SinkAuthError(self.refused) from None
             kind = "throttled" if status == 429 else f"http_{status // 100}xx" if status else "io"
             raise SinkUnavailable(
                 f"{self._config.url}: HTTP {status}: {message}", _retry_after(exc), kind
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            tls = _tls_error(exc)
+            if tls is not None:
+                self.refused = f"{self._config.url}: {describe_connect_error(tls)}"
+                raise SinkUnavailable(self.refused, None, "tls") from None
             raise SinkUnavailable(f"{self._config.url}: {exc}", None, "connection") from None
+        self.refused = None
 
     async def write(self, batch: Batch) -> WriteResult:
         """Write the batch as one request; bisect around points the server refuses."""

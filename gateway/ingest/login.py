@@ -81,16 +81,31 @@ class BrokerLogin:
 
     def connect_failed(self, exc: BaseException | None) -> None:
         """No MQTT session: the TCP connection or the TLS handshake failed."""
+        # A certificate problem does not pass by retrying; an unreachable broker may.
+        self._failed(describe_connect_error(exc), persistent=isinstance(exc, ssl.SSLError))
+
+    def closed_before_connack(self) -> None:
+        """The broker closed the connection before it answered our CONNECT.
+
+        With TLS 1.3 this is how a broker that requires a client certificate
+        refuses a client that has none: the handshake looked complete to us.
+        """
         b = self._broker
-        reason = describe_connect_error(exc)
-        tls = isinstance(exc, ssl.SSLError)
-        if tls:  # retrying will not help until the certificates or the config change
+        reason = "the broker closed the connection before answering the login"
+        if b.uses_tls and (b.tls is None or b.tls.cert_file is None):
+            reason += "; brokers that require a client certificate do this: set tls.cert_file"
+        self._failed(reason, persistent=b.uses_tls)
+
+    def _failed(self, reason: str, *, persistent: bool) -> None:
+        b = self._broker
+        if persistent:
             self.refused = f"broker {b.url}: {reason}"
         if self._streak == reason:
             log.debug("ingest_connect_failed", broker=b.url, reason=reason)
             return
         self._streak = reason
-        (log.error if tls else log.warning)("ingest_connect_failed", broker=b.url, reason=reason)
+        level = log.error if persistent else log.warning
+        level("ingest_connect_failed", broker=b.url, reason=reason)
 
 
 def _log_unstored(fut: asyncio.Future[WriteJob]) -> None:

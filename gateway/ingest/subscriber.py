@@ -135,8 +135,13 @@ class ConcentratorIngest:
             c.tls_set_context(client_ssl_context(b.tls))
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         topics = [(t, 1) for t in self._config.topics]
+        answered = [False]  # a CONNACK came on this connection attempt (paho's thread only)
+
+        def on_pre_connect(_c: mqtt.Client, _u: Any) -> None:
+            answered[0] = False
 
         def on_connect(client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            answered[0] = True
             if rc.is_failure:
                 loop.call_soon_threadsafe(self._set_connected, False, str(rc))
                 loop.call_soon_threadsafe(self._login.connack_refused, int(rc.value), str(rc))
@@ -153,6 +158,8 @@ class ConcentratorIngest:
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
             loop.call_soon_threadsafe(self._set_connected, False, str(rc))
+            if not answered[0]:
+                loop.call_soon_threadsafe(self._login.closed_before_connack)
 
         def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
             while not self._window.acquire(timeout=1.0):  # released once committed
@@ -163,6 +170,7 @@ class ConcentratorIngest:
                 self._on_message, m.topic, payload, m.mid, m.qos, self._generation
             )
 
+        c.on_pre_connect = on_pre_connect
         c.on_connect = on_connect
         c.on_connect_fail = on_connect_fail
         c.on_disconnect = on_disconnect

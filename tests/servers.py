@@ -229,8 +229,8 @@ class VictoriaMetricsServer(_Server):
         if self.tls is not None:
             tls = ["-tls", f"-tlsCertFile={self.tls.cert}", f"-tlsKeyFile={self.tls.key}"]
         return [
-            *tls,
             VICTORIA,
+            *tls,
             f"-storageDataPath={self.workdir / 'vm-data'}",
             f"-httpListenAddr=127.0.0.1:{self.port}",
             # Same series + timestamp collapse to one sample, as in InfluxDB.

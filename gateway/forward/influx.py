@@ -61,15 +61,21 @@ def _retry_after(exc: ApiException) -> float | None:
 
 
 def _tls_error(exc: BaseException) -> ssl.SSLError | None:
-    """The TLS error under a urllib3 error (its ``reason``, or a cause), if there is one."""
-    seen: BaseException | None = exc
-    for _ in range(5):  # urllib3 wraps it as MaxRetryError(reason=SSLError(SSLError(...)))
-        if seen is None:
+    """The TLS error under a failed request, if there is one.
+
+    influxdb-client raises ``ApiException(status=0)`` while handling urllib3's
+    ``SSLError``, which wraps the ``ssl`` error in its arguments: search the
+    chain (context, cause, a ``reason``, the arguments), a few levels deep.
+    """
+    todo: list[BaseException] = [exc]
+    for _ in range(12):
+        if not todo:
             return None
+        seen = todo.pop(0)
         if isinstance(seen, ssl.SSLError):
             return seen
-        nxt = getattr(seen, "reason", None)
-        seen = nxt if isinstance(nxt, BaseException) else (seen.__cause__ or seen.__context__)
+        linked = [seen.__cause__, seen.__context__, getattr(seen, "reason", None), *seen.args]
+        todo += [e for e in linked if isinstance(e, BaseException)]
     return None
 
 
@@ -116,8 +122,12 @@ class InfluxSink:
             )
         except ApiException as exc:
             status = int(exc.status or 0)
+            if status == 0 and (tls := _tls_error(exc)) is not None:
+                self.refused = f"{self._config.url}: {describe_connect_error(tls)}"
+                raise SinkUnavailable(self.refused, None, "tls") from None
             message = str(getattr(exc, "message", "") or exc.reason or "")[:300]
             if status in _SPLIT:
+                self.refused = None  # the server took our token; it refused the points
                 raise _Refused(f"HTTP {status}: {message}") from None
             if status in _AUTH:
                 self.refused = f"{self._config.url} refused the token: HTTP {status}: {message}"

@@ -68,6 +68,12 @@ class MqttBroker(Section):
     an error, raises an ``ingest_login_refused`` event (ingest) or a
     ``sink_auth_failed`` event (sink), and makes ``/readyz`` fail until a login
     succeeds.
+
+    Under systemd, keep the password in a root-only file and hand it to the
+    service as a credential: ``LoadCredential=mqtt-password:/etc/metergw/mqtt-password``
+    in the unit and ``password_file = "mqtt-password"`` here (the service reads
+    its copy from ``$CREDENTIALS_DIRECTORY``; ``DynamicUser=`` needs no access
+    to /etc/metergw).
     """
 
     url: str
@@ -76,10 +82,9 @@ class MqttBroker(Section):
     password: SecretStr | None = None
     """Never logged; prefer ``${VAR}`` or ``password_file`` to writing it here."""
     password_file: str | None = None
-    """File holding the password (one line). A bare name, e.g. ``mqtt-password``, is
-    looked up in ``$CREDENTIALS_DIRECTORY``: systemd's ``LoadCredential=mqtt-password:/etc/
-    metergw/mqtt-password`` puts it there, readable by the service only. Other paths are
-    relative to the config file."""
+    """File holding the password (one line; a final newline is ignored). A bare name,
+    e.g. ``mqtt-password``, is a systemd credential, looked up in
+    ``$CREDENTIALS_DIRECTORY``; other paths are relative to the config file."""
     client_id: str | None = None
     keepalive: int = Field(default=30, ge=5)
     tls: TlsConfig | None = None

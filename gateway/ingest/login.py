@@ -53,7 +53,7 @@ class BrokerLogin:
 
     def connected(self) -> None:
         """A connection succeeded: the streak and the readiness reason end."""
-        if self._streak is not None:
+        if self.refused is not None:
             log.info("ingest_login_accepted", broker=self._broker.url)
         self.refused = None
         self._streak = None

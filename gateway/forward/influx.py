@@ -98,6 +98,8 @@ class InfluxSink:
             tls = {"ssl_context": client_ssl_context(config.tls), "verify_ssl": not insecure}
             if insecure:
                 log.warning("tls_verification_disabled", url=config.url, part=f"sink {name}")
+                # Said once here; urllib3 would repeat it as a Python warning per request.
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._client = InfluxDBClient(
             url=config.url,
             token=config.token_value(),

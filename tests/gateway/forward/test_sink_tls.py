@@ -4,6 +4,9 @@ or a password, the InfluxDB sink to VictoriaMetrics over HTTPS; refusals make /r
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway import logs
 from gateway.buffer import Batch, Buffer
 from gateway.config.northbound import BufferConfig, InfluxSinkConfig, MqttBroker, MqttSinkConfig
 from gateway.config.security import TlsConfig
@@ -226,3 +230,33 @@ async def test_influx_sink_refused_token_is_a_readiness_reason_until_a_write_pas
         assert status.readiness() == []
     finally:
         await sink.close()
+
+
+async def test_insecure_sinks_skip_verification_with_a_warning(
+    tmp_path: Path,
+    start_victoria_metrics: Callable[..., VictoriaMetricsServer],
+    start_mosquitto: Callable[..., MosquittoServer],
+    pki: CertificateAuthority,
+) -> None:
+    vm = start_victoria_metrics(tls=pki.server(), ca_file=pki.cert)
+    broker = start_mosquitto(tls=pki.server(), ca_file=pki.cert)
+    batch = await one_batch(tmp_path)
+    insecure = TlsConfig(insecure=True)  # neither server's CA is known to the sinks
+    stream = io.StringIO()
+    logs.configure("info", "json", stream=stream)
+    try:
+        influx = InfluxSink(influx_config(vm.url, tls=insecure), Metrics())
+        mqtt_sink = MqttSink(MqttSinkConfig(broker=MqttBroker(url=broker.url, tls=insecure)), "gw")
+    finally:
+        logs.configure("info", "auto", stream=sys.stderr)
+    try:
+        assert (await influx.write(batch)).accepted == 1
+        assert (await mqtt_sink.write(batch)).accepted == 1
+    finally:
+        await influx.close()
+        await mqtt_sink.close()
+    warned = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e["level"], e["part"]) for e in warned] == [
+        ("tls_verification_disabled", "warning", "sink influx"),
+        ("tls_verification_disabled", "warning", "sink mqtt"),
+    ]

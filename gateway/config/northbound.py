@@ -25,8 +25,8 @@ from gateway.config.security import (
     split_url_credentials,
 )
 
-_MQTT_SCHEMES = {"mqtt": False, "mqtts": True}
-_HTTP_SCHEMES = {"http": False, "https": True}
+_MQTT_SCHEMES = ("mqtt", "mqtts")
+_HTTP_SCHEMES = ("http", "https")
 
 
 def _secret_file(value: str | None, info: ValidationInfo) -> str | None:

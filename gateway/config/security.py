@@ -101,7 +101,7 @@ def resolve_credential_file(value: str, info: ValidationInfo) -> Path:
 
 
 def read_secret(path: Path, hint: str = "") -> SecretStr:
-    """The first line of a secret file (a trailing newline is not part of the secret)."""
+    """The secret held in a file of one line (a final newline is not part of it)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -190,8 +190,8 @@ def client_ssl_context(tls: TlsConfig | None) -> ssl.SSLContext:
     return tls.ssl_context() if tls is not None else ssl.create_default_context()
 
 
-def check_url(url: str, schemes: Mapping[str, bool], what: str) -> str:
-    """Scheme and host of a URL; ``schemes`` maps each allowed scheme to whether it is TLS."""
+def check_url(url: str, schemes: tuple[str, ...], what: str) -> str:
+    """Check a URL's scheme (one of ``schemes``), port and host; messages never show a password."""
     shown = redact_url(url)
     scheme = url.partition("://")[0] if "://" in url else ""
     if scheme not in schemes:

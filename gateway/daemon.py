@@ -196,6 +196,7 @@ class Daemon:
         cfg = self.config
         sinks = build_sinks(cfg, self.metrics)
         self.status.sinks = [s.name for s in sinks]
+        self.status.sink_parts = sinks
         try:
             async with asyncio.TaskGroup() as tg:
                 # A buffer whose committer died would make every later commit hang: the

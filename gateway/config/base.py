@@ -33,4 +33,6 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 class Section(BaseModel):
     """A config section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The input may hold secrets (a password substituted from ${VAR}, a URL with
+    # credentials): a ValidationError names the key and the problem, never the value.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)

@@ -34,9 +34,9 @@ from typing import IO, Any
 import aiohttp
 from rich.console import Console
 
-from gateway.liveview import LiveView, summary_line
+from gateway.demo.liveview import LiveView, summary_line
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE = Path("var/demo")
 GATEWAY_CONFIG = Path("config/demo.toml")
 SIM_SCENARIO = Path("config/sim/demo.toml")

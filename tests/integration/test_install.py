@@ -233,6 +233,20 @@ def test_the_embedded_broker_asks_for_the_demo_extra(installed: Installed, tmp_p
     assert "metergw[demo]" in out.stdout + out.stderr
 
 
+def test_the_simulators_control_api_asks_for_the_sim_extra(
+    installed: Installed, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(
+        '[control]\nhost = "127.0.0.1"\nport = 0\n'
+        '[[modbus]]\nname = "m"\ntcp = "127.0.0.1:0"\nprofile = "sdm630"\nunits = [1]\n',
+        encoding="utf-8",
+    )
+    out = installed.run("metersim", "run", str(scenario), timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "metergw[sim]" in out.stderr
+
+
 def test_the_units_documentation_is_installed(installed: Installed) -> None:
     unit = UNIT.read_text(encoding="utf-8")
     docs = re.findall(r"^Documentation=(\S+)", unit, flags=re.M)

@@ -199,6 +199,9 @@ class Daemon:
         self.status.sinks = [s.name for s in sinks]
         try:
             async with asyncio.TaskGroup() as tg:
+                # A buffer whose committer died would make every later commit hang: the
+                # watcher raises instead, and the task group takes the daemon down.
+                watcher = tg.create_task(buffer.watch(), name="buffer-watch")
                 forwarders = [
                     tg.create_task(
                         Forwarder(buffer, s, self.metrics).run(), name=f"forward:{s.name}"
@@ -222,7 +225,11 @@ class Daemon:
                     # Ingest submits write jobs itself (a message's sequence mark
                     # commits with its readings); they pass the validator too.
                     ingest = ConcentratorIngest(
-                        cfg.ingest, validator, self.metrics, gateway_name=cfg.gateway.name
+                        cfg.ingest,
+                        validator,
+                        self.metrics,
+                        gateway_name=cfg.gateway.name,
+                        marks=buffer.marks(),
                     )
                     self.status.ingest = ingest
                     sources.append(tg.create_task(ingest.run(), name="ingest"))
@@ -235,6 +242,7 @@ class Daemon:
                 )
                 await self._stop.wait()
                 await self._shutdown(sources, forwarders, buffer, tap)
+                watcher.cancel()
         finally:
             await self._close_sinks(sinks)
 

@@ -14,10 +14,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import pydantic
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from protocols.quantities import QUANTITIES
 
@@ -26,6 +35,48 @@ STATUS_SCHEMA: Final = "metergw.status/1"
 TOPIC_ROOT = "meters/v1"
 
 MeterProtocol = Literal["dlt645-2007", "dlt645-1997", "modbus", "other"]
+
+SEQ_MAX: Final = 2**63 - 1
+"""``seq`` is a signed 64-bit integer on every store it reaches."""
+VALUE_MAX: Final = Decimal("1e15")
+"""A value's magnitude stays below this (the largest meter register has 12 digits)."""
+VALUE_MIN_EXPONENT: Final = -12
+"""... and, unless zero, at least 10^-12 in magnitude."""
+VALUE_DIGITS: Final = 20
+"""... with at most this many significant digits."""
+VALUE_TEXT_MAX: Final = 40
+"""A value written as a string is at most this long before it is read as a number."""
+
+
+def _value_text(v: Any) -> Any:
+    # Before any arithmetic: "9E+999999999999999999" is 21 bytes and a Decimal of it is
+    # fine, but turning it into text or comparing it with a float allocates gigabytes.
+    if isinstance(v, str) and len(v) > VALUE_TEXT_MAX:
+        raise ValueError(f"value text longer than {VALUE_TEXT_MAX} characters")
+    return v
+
+
+def bounded_value(v: Decimal) -> Decimal:
+    """``v`` if it is a plausible meter value: finite, zero or between
+    10^:data:`VALUE_MIN_EXPONENT` and :data:`VALUE_MAX` in magnitude, at most
+    :data:`VALUE_DIGITS` significant digits. Checked on the Decimal's parts, never by
+    expanding it; trailing zeros are dropped where they would make the text long.
+    Raises :class:`ValueError`."""
+    if not v.is_finite():
+        raise ValueError("value must be finite")
+    if v.is_zero():
+        return Decimal(0)  # "0E-999999999" would print as a billion zeros
+    # adjusted() is the exponent of the leading digit: no arithmetic on the value itself.
+    if v.adjusted() >= VALUE_MAX.adjusted():
+        raise ValueError(f"value out of bounds (magnitude must be < {VALUE_MAX:.0e})")
+    if v.adjusted() < VALUE_MIN_EXPONENT:
+        raise ValueError(f"value out of bounds (magnitude must be >= 1e{VALUE_MIN_EXPONENT})")
+    n = v.normalize()  # safe now: the exponent is small
+    digits = n.as_tuple().digits
+    if len(digits) > VALUE_DIGITS:
+        raise ValueError(f"value has more than {VALUE_DIGITS} significant digits")
+    # Trailing zeros beyond the bound ("1.000...0" from a long JSON number) are dropped.
+    return v if len(v.as_tuple().digits) <= VALUE_DIGITS else n
 
 
 class _Strict(BaseModel):
@@ -47,7 +98,9 @@ class Point(_Strict):
     key: str
     v: Annotated[
         Decimal,
+        BeforeValidator(_value_text),
         Field(allow_inf_nan=False),
+        AfterValidator(bounded_value),
         PlainSerializer(float, return_type=float, when_used="json"),
     ]
     u: Annotated[str, Field(max_length=16)] = ""
@@ -75,8 +128,9 @@ class ReadingsBatch(_Strict):
 
     schema_: Literal["metergw.readings/1"] = Field(alias="schema")
     gw: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^/+#]+$")]
-    seq: Annotated[int, Field(ge=0)]
-    """Per-concentrator message counter: a jump is a network gap, a repeat a resend."""
+    seq: Annotated[int, Field(ge=0, le=SEQ_MAX)]
+    """Per-concentrator message counter: a jump is a network gap. Resends are recognised
+    by their content, not by ``seq`` (see docs/concentrator-schema.md)."""
     ts: AwareDatetime
     readings: Annotated[list[MeterReadings], Field(max_length=10_000)]
 

@@ -13,7 +13,8 @@ File format (``config/profiles/NAME.toml``)::
     name = "sdm630"              # defaults to the file stem
     vendor = "Eastron"
     model = "SDM630"
-    verified = true              # false: register map not checked against the device
+    verified = true              # false: register map not checked line by line
+    document = "Eastron SDM630 Modbus protocol, V2"   # the manufacturer's map it follows
     function = 4                 # defaults for every register below
     type = "float32"
     word_order = "big"
@@ -25,10 +26,12 @@ File format (``config/profiles/NAME.toml``)::
     scale = 1                    # value = raw * scale
     unit = "V"                   # optional; must be the quantity's unit
 
-Types: int16, uint16, int32, uint32, float32, float64. Word order ``big``
-sends the most significant 16-bit word first; ``little`` the least
-significant word first (bytes inside a word are always big-endian, as Modbus
-demands).
+Types: int16, uint16, int32, uint32, int64, uint64, float32, float64.
+Word order ``big`` sends the most significant 16-bit word first; ``little``
+the least significant word first (bytes inside a word are always big-endian,
+as Modbus demands). Integer types carry scaled values (``scale = 0.01`` for a
+register in hundredths); 64-bit integers are what some meters use for energy
+counters (Schneider iEM3000 INT64 Wh, ABB B2x UINT64 0.01 kWh).
 
 Errors are :class:`ProfileError` naming the file and the key, e.g.
 ``config/profiles/x.toml: registers[3].type: unknown type 'float16'``.
@@ -76,6 +79,8 @@ class RegisterType(enum.StrEnum):
     UINT16 = "uint16"
     INT32 = "int32"
     UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
     FLOAT32 = "float32"
     FLOAT64 = "float64"
 
@@ -94,6 +99,8 @@ _LAYOUT: Final[dict[RegisterType, tuple[str, int]]] = {
     RegisterType.UINT16: ("H", 1),
     RegisterType.INT32: ("i", 2),
     RegisterType.UINT32: ("I", 2),
+    RegisterType.INT64: ("q", 4),
+    RegisterType.UINT64: ("Q", 4),
     RegisterType.FLOAT32: ("f", 2),
     RegisterType.FLOAT64: ("d", 4),
 }
@@ -139,6 +146,8 @@ class ModbusProfile:
     registers: tuple[RegisterSpec, ...]
     source: str
     """The file it was loaded from (for messages)."""
+    document: str = ""
+    """The manufacturer's document (title, version or date) the map follows."""
 
     def by_key(self, key: str) -> RegisterSpec:
         """The register of a quantity; :class:`KeyError` naming the profile if absent."""
@@ -270,7 +279,7 @@ def _build(doc: Mapping[str, Any], source: str, default_name: str) -> ModbusProf
     if not isinstance(head, dict):
         raise ProfileError(f"{source}: profile: must be a table")
     allowed = {"name", "vendor", "model", "verified", "description", "function", "type"}
-    allowed |= {"word_order"}
+    allowed |= {"word_order", "document"}
     for k in head:
         if k not in allowed:
             raise ProfileError(f"{source}: profile.{k}: unknown key")
@@ -296,6 +305,7 @@ def _build(doc: Mapping[str, Any], source: str, default_name: str) -> ModbusProf
         description=_str(head, "description", source, "profile", ""),
         registers=specs,
         source=source,
+        document=_str(head, "document", source, "profile", ""),
     )
 
 

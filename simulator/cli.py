@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = kinds.add_parser("modbus", help="a Modbus TCP server or RTU line")
     _transport(m)
-    m.add_argument("--profile", default="sdm630", help="profile name or path")
+    m.add_argument("--profile", default="sdm630",
+                   help="profile name (config/profiles, see docs/meters.md) or path")  # fmt: skip
     m.add_argument("--unit", type=int, action="append", help="unit id (repeatable; default 1)")
     m.add_argument("--baud", type=int, default=9600)
     m.add_argument("--name", default="modbus")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues, Reference
@@ -17,7 +17,9 @@ class Outcome(enum.Enum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
-    """A concentrator message seen before: nothing stored, safe to acknowledge."""
+    """Its ``once`` key was stored before: only its ``repeat_events`` were stored."""
+    REJECTED = "rejected"
+    """It could not be stored (``reason`` says why); it was quarantined instead."""
 
 
 @dataclass(slots=True)
@@ -33,9 +35,17 @@ class WriteJob:
     cursor: tuple[str, int] | None = None
     refs: Sequence[Reference] = ()
     """Validation references to keep across restarts (the newest per meter and key wins)."""
+    once: tuple[str, bytes] | None = None
+    """``(scope, key)``: store the job only if this key was never stored in its scope (a
+    concentrator message's digest). A repeat stores ``repeat_events`` instead and counts."""
+    repeat_events: Sequence[Event] = ()
+    origin: str = "buffer"
+    """Who made the job (``ingest``, ``poll``...): names a quarantine entry if it is refused."""
+    subject: str = ""
+    """What the job is about (topic, bus): names a quarantine entry if it is refused."""
     outcome: Outcome = Outcome.ACCEPTED
-    generated: list[Event] = field(default_factory=list)
-    """Events the writer added (network gap, counter restart)."""
+    reason: str = ""
+    """Why the job was rejected (``outcome`` is ``REJECTED``)."""
 
     def size(self) -> int:
         return (
@@ -46,6 +56,13 @@ class WriteJob:
             + len(self.refs)
             + 1
         )
+
+    @property
+    def stored_events(self) -> Sequence[Event]:
+        """The events this job stored, once committed."""
+        if self.outcome is Outcome.ACCEPTED:
+            return self.events
+        return self.repeat_events if self.outcome is Outcome.DUPLICATE else ()
 
 
 def decimal_text(value: object) -> str:

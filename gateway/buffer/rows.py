@@ -90,6 +90,10 @@ class QuarantineEntry:
     payload: bytes
     seq: int | None = None
     """Buffer sequence of a row a sink refused."""
+    kind: str = ""
+    """A short, bounded label of the reason (``json``, ``schema``, ``timestamp``...): the
+    quarantine keeps the newest entries of each (origin, kind), so that a flood of one kind
+    of junk does not push out the rare ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +126,5 @@ class BufferStats:
     """Entries in the quarantine table."""
     commits: int = 0
     """Group commits since open."""
+    repeats: int = 0
+    """Jobs dropped as repeats of a stored ``once`` key, over the database's life."""

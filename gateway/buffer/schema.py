@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 WRITER_CACHE_KIB = 1024
 """Page cache of the writing connection (SQLite's default is 2 MB)."""
 READER_CACHE_KIB = 256
@@ -57,8 +57,16 @@ CREATE TABLE IF NOT EXISTS quarantine (
     subject TEXT NOT NULL,
     seq INTEGER,
     reason TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    kind TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS seen (
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    key BLOB NOT NULL,
+    ts_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS seen_key ON seen(scope, key);
 CREATE TABLE IF NOT EXISTS refs (
     meter TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -71,6 +79,15 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
+
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: quarantine entries carry a reason kind (kept per kind); the ``seen`` table
+    # (created by the DDL) holds the keys of stored concentrator messages.
+    1: ("ALTER TABLE quarantine ADD COLUMN kind TEXT NOT NULL DEFAULT ''",),
+}
+"""Forward-only steps: ``MIGRATIONS[v]`` takes a version ``v`` database to ``v + 1``. They run
+in the same transaction as the DDL, so a failed upgrade leaves the file as it was."""
 
 
 class BufferError(Exception):
@@ -113,6 +130,10 @@ def connect_writer(path: str) -> sqlite3.Connection:
                 f"({SCHEMA_VERSION}); refusing to touch it"
             )
         conn.execute("BEGIN IMMEDIATE")
+        if version:  # 0: a new file, which the DDL makes at the current version
+            for step in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[step]:
+                    conn.execute(statement)
         for statement in DDL.split(";"):
             if statement.strip():
                 conn.execute(statement)

@@ -1,18 +1,24 @@
 """The buffer: durable, append-only store of readings and events, with group commit.
 
-Callers on the event loop hand in jobs (``accept`` and friends); a committer
-task gathers every pending job until ``commit_max_rows`` rows are waiting or
-``commit_interval`` has passed since the first, hands the group to the one
-writer thread, which stores it in one SQLite transaction (one fsync), and then
-resolves every caller's future. SQLite never runs on the event loop: writes on
-the writer thread and its connection, forwarder reads on their own
-connections in worker threads (WAL lets them read while the writer commits).
+Callers on the event loop hand in jobs (``submit``, ``accept``); a committer
+task commits as soon as there is work and the previous commit has finished
+(classic group commit: the group is what queued during the last fsync, at most
+``commit_max_rows`` rows), on the one writer thread, in one SQLite transaction
+(one fsync), and then resolves every caller's future. Nothing waits for a timer.
+
+A group that fails because of one job's content (an integer SQLite cannot hold)
+is rolled back and its jobs are committed one by one: the job that fails again
+is quarantined and resolved ``REJECTED``, the others commit. A group that fails
+because the store fails (disk full) fails every caller, who must not acknowledge.
+
+SQLite never runs on the event loop: writes on the writer thread and its
+connection, forwarder reads on their own connections in worker threads (WAL
+lets them read while the writer commits).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import operator
 import sqlite3
 import time
@@ -21,6 +27,8 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
+
+import orjson
 
 from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
@@ -34,11 +42,11 @@ from gateway.buffer.rows import (
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
-from gateway.buffer.writer import BufferWriter
+from gateway.buffer.writer import BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Event, Quality, Reading, TimeSource
+from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 
 log = get_logger("buffer")
 
@@ -90,6 +98,30 @@ def count_flags(metrics: Metrics, qualities: Iterable[int], rows: Sequence[Readi
             metrics.readings_flagged.labels(flag=name).inc(n)
 
 
+def _refusal(job: WriteJob, error: str) -> WriteJob:
+    """What is stored instead of a job that cannot be: a quarantine entry that keeps its
+    content for inspection (the rows as JSON), and an event, so that nothing vanishes."""
+    reason = error.split(": ", 1)[-1] if error.startswith("buffer ") else error
+    mark = job.mark
+    content = {
+        "mark": None if mark is None else [mark.gw, str(mark.seq), mark.ts_ms, mark.topic],
+        "rows": [[str(v) for v in row] for row in job.rows[:200]],
+        "readings": [repr(r) for r in job.readings[:200]],
+    }
+    subject = job.subject or (mark.topic if mark is not None else job.origin)
+    entry = QuarantineEntry(
+        job.origin, subject, f"not storable: {reason}", orjson.dumps(content), kind="unstorable"
+    )
+    event = Event(
+        EventKind.PAYLOAD_REJECTED,
+        time.time_ns() // 1_000_000,
+        subject,
+        f"not storable: {reason}",
+        {"origin": job.origin},
+    )
+    return WriteJob(events=(event,), quarantine=(entry,), origin=job.origin, subject=subject)
+
+
 class Buffer:
     """The durable store every reading passes through. Use :meth:`open`.
 
@@ -112,9 +144,7 @@ class Buffer:
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[WriteJob, asyncio.Future[WriteJob]]] = []
         self._pending_size = 0
-        self._first_pending = 0.0
         self._has_pending = asyncio.Event()
-        self._is_full = asyncio.Event()
         self._new_data = asyncio.Event()
         self._closing = False
         self.healthy = True
@@ -122,6 +152,7 @@ class Buffer:
         self._readers: dict[str, sqlite3.Connection] = {}
         self._oldest_unsent: dict[str, int | None] = {}
         self._committer = asyncio.create_task(self._commit_loop(), name="buffer-committer")
+        self._committer.add_done_callback(self._committer_ended)
         metrics.buffer_rows.set(writer.rows)
 
     @classmethod
@@ -175,15 +206,31 @@ class Buffer:
         """
         if self._closing:
             raise BufferError(f"buffer {self.path}: closed")
+        if self._committer.done():
+            raise BufferError(f"buffer {self.path}: the committer stopped")
         fut: asyncio.Future[WriteJob] = self._loop.create_future()
-        if not self._pending:
-            self._first_pending = time.monotonic()
         self._pending.append((job, fut))
         self._pending_size += job.size()
         self._has_pending.set()
-        if self._pending_size >= self._config.commit_max_rows:
-            self._is_full.set()
         return fut
+
+    def _committer_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.critical("buffer_committer_died", path=self.path, error=repr(exc))
+        self.healthy = False
+        err = BufferError(f"buffer {self.path}: the committer stopped: {exc!r}")
+        waiting, self._pending = self._pending, []
+        for _, fut in waiting:
+            if not fut.done():
+                fut.set_exception(err)
+
+    async def watch(self) -> None:
+        """Return when the buffer closes; raise if its committer task died (a bug), so that
+        the task that awaits this (the daemon's task group) takes the daemon down with the
+        reason instead of letting every later commit hang."""
+        await asyncio.shield(self._committer)
 
     async def quarantine(self, entries: Sequence[QuarantineEntry]) -> None:
         """Keep refused things for inspection (committed on return)."""
@@ -196,6 +243,9 @@ class Buffer:
         return self.submit(WriteJob(quarantine=quarantine, cursor=(sink, upto)))
 
     async def _commit_loop(self) -> None:
+        # Classic group commit: commit as soon as there is work and the previous commit
+        # has finished. The group is whatever queued while the last fsync ran, so a busy
+        # gateway commits big groups and an idle one commits at once: no fixed wait.
         while True:
             if not self._pending:
                 if self._closing:
@@ -203,52 +253,113 @@ class Buffer:
                 self._has_pending.clear()
                 await self._has_pending.wait()  # set by submit, and by close
                 continue
-            linger = self._config.commit_interval - (time.monotonic() - self._first_pending)
-            if (
-                self._pending_size < self._config.commit_max_rows
-                and linger > 0
-                and not self._closing
-            ):
-                with contextlib.suppress(TimeoutError):
-                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
-                    async with asyncio.timeout(linger):
-                        await self._is_full.wait()
+            group = self._take_group()
+            try:
+                await self._commit(group)
+            except BaseException as exc:
+                err = BufferError(f"buffer {self.path}: the committer stopped: {exc!r}")
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(err)
+                raise
+
+    def _take_group(self) -> list[tuple[WriteJob, asyncio.Future[WriteJob]]]:
+        """The oldest pending jobs, up to ``commit_max_rows`` rows (at least one job)."""
+        limit = self._config.commit_max_rows
+        if self._pending_size <= limit:
             group, self._pending = self._pending, []
             self._pending_size = 0
-            self._is_full.clear()
-            await self._commit(group)
+            return group
+        size = n = 0
+        for job, _ in self._pending:
+            size += job.size()
+            n += 1
+            if size >= limit:
+                break
+        group, self._pending = self._pending[:n], self._pending[n:]
+        self._pending_size -= size
+        return group
 
     async def _commit(self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]]) -> None:
         jobs = [job for job, _ in group]
         started = time.perf_counter()
         try:
             dropped = await self._loop.run_in_executor(self._pool, self._writer.apply, jobs)
-        except Exception as exc:  # the daemon lives on; every caller hears "not accepted"
-            err = exc if isinstance(exc, BufferError) else BufferError(f"buffer {self.path}: {exc}")
-            log.error("buffer_commit_failed", path=self.path, jobs=len(jobs), error=str(err))
-            self.healthy = False
-            # Jobs already waiting were submitted before anyone could know: fail them too,
-            # so that no later job commits ahead of a failed one (the ingest resubmits in
-            # arrival order, and a concentrator's seq must be stored in that order).
-            waiting, self._pending = self._pending, []
-            self._pending_size = 0
-            for _, fut in (*group, *waiting):
-                if not fut.done():
-                    fut.set_exception(err)
+        except JobDataError as exc:
+            # Something in one job cannot be stored (its content, not the disk): find it by
+            # committing the jobs one by one, refuse it, and commit the rest.
+            log.warning(
+                "buffer_commit_retried_alone", path=self.path, jobs=len(jobs), error=str(exc)
+            )
+            alone = await self._commit_alone(group)
+            if alone is not None and alone:
+                self._cap_dropped(alone)
             return
+        except Exception as exc:  # the daemon lives on; every caller hears "not accepted"
+            self._failed(group, exc)
+            return
+        self._committed(group, dropped, started)
+
+    async def _commit_alone(
+        self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]]
+    ) -> int | None:
+        """Commit each job of a failed group on its own; a job that fails again is refused:
+        quarantined with the reason, its future resolved as ``REJECTED``. Returns rows the
+        cap dropped, or ``None`` when the store itself failed (every caller was told)."""
+        dropped = 0
+        for i, (job, fut) in enumerate(group):
+            started = time.perf_counter()
+            try:
+                try:
+                    dropped += await self._loop.run_in_executor(
+                        self._pool, self._writer.apply, [job]
+                    )
+                except JobDataError as exc:
+                    refused = _refusal(job, str(exc))
+                    dropped += await self._loop.run_in_executor(
+                        self._pool, self._writer.apply, [refused]
+                    )
+                    job.outcome, job.reason = Outcome.REJECTED, refused.quarantine[0].reason
+                    self._count(refused)
+                    log.error(
+                        "write_job_refused",
+                        origin=job.origin,
+                        subject=job.subject,
+                        reason=job.reason,
+                    )
+            except Exception as exc:
+                self._failed(group[i:], exc)
+                return None
+            self._committed([(job, fut)], 0, started)
+        return dropped
+
+    def _failed(
+        self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]], exc: Exception
+    ) -> None:
+        err = exc if isinstance(exc, BufferError) else BufferError(f"buffer {self.path}: {exc}")
+        log.error("buffer_commit_failed", path=self.path, jobs=len(group), error=str(err))
+        self.healthy = False
+        # Jobs already waiting were submitted before anyone could know: fail them too,
+        # so that no later job commits ahead of a failed one (the ingest resubmits in
+        # arrival order, and a concentrator's seq must be stored in that order).
+        waiting, self._pending = self._pending, []
+        self._pending_size = 0
+        for _, fut in (*group, *waiting):
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _committed(
+        self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]], dropped: int, started: float
+    ) -> None:
         self.healthy = True
         m = self._metrics
         m.buffer_commit_seconds.observe(time.perf_counter() - started)
         for job, fut in group:
-            if job.outcome is Outcome.ACCEPTED:
-                self._count(job)
+            self._count(job)
             if not fut.done():
                 fut.set_result(job)
         if dropped:
-            m.buffer_dropped.inc(dropped)
-            log.warning(
-                "buffer_cap_dropped", path=self.path, rows=dropped, max_bytes=self._config.max_bytes
-            )
+            self._cap_dropped(dropped)
         m.buffer_rows.set(self._writer.rows)
         head = self._writer.head_seq
         for sink, cursor in self._writer.cursors.items():
@@ -258,8 +369,22 @@ class Buffer:
         self._new_data.set()
         self._new_data = asyncio.Event()
 
+    def _cap_dropped(self, rows: int) -> None:
+        self._metrics.buffer_dropped.inc(rows)
+        log.warning(
+            "buffer_cap_dropped", path=self.path, rows=rows, max_bytes=self._config.max_bytes
+        )
+
     def _count(self, job: WriteJob) -> None:
         m = self._metrics
+        for qe in job.quarantine:
+            m.quarantined.labels(origin=qe.origin, reason=qe.kind or "other").inc()
+        if job.outcome is Outcome.DUPLICATE:
+            m.messages_repeated.inc()
+        for e in job.stored_events:
+            m.events.labels(kind=e.kind.value).inc()
+        if job.outcome is not Outcome.ACCEPTED:
+            return
         if job.readings:
             first = job.readings[0].ts_source
             origin = "concentrator" if first is TimeSource.CONCENTRATOR else "poll"
@@ -267,8 +392,6 @@ class Buffer:
         if job.rows:
             m.readings_accepted.labels(origin="concentrator").inc(len(job.rows))
         count_flags(m, (int(r.quality) for r in job.readings), job.rows)
-        for e in (*job.events, *job.generated):
-            m.events.labels(kind=e.kind.value).inc()
 
     # -- reading -----------------------------------------------------------------------
 
@@ -311,6 +434,10 @@ class Buffer:
         except sqlite3.Error as exc:
             raise BufferError(f"buffer {self.path}: cannot read references: {exc}") from None
 
+    def marks(self) -> dict[str, tuple[int, int]]:
+        """Concentrator id -> (seq, batch time ms) of its newest stored message."""
+        return dict(self._writer.marks)
+
     async def wait_for_data(self, after: int, within: float) -> bool:
         """Wait up to ``within`` seconds for a commit after ``after``; False if none came."""
         deadline = time.monotonic() + within
@@ -345,6 +472,7 @@ class Buffer:
             dropped=w.dropped,
             quarantined=w.quarantined,
             commits=w.commits,
+            repeats=w.repeats,
         )
 
     async def close(self) -> None:
@@ -353,9 +481,9 @@ class Buffer:
             return
         self._closing = True
         self._has_pending.set()
-        self._is_full.set()  # cut a linger short: commit what is pending now
         try:
-            await self._committer
+            if not self._committer.done():
+                await self._committer
         finally:
             for conn in self._readers.values():
                 conn.close()

@@ -27,8 +27,6 @@ PRUNE_CHUNK = 200_000
 """Most rows deleted per maintenance pass, so a long catch-up never stalls commits."""
 CAP_TARGET = 0.9
 """Past ``max_bytes``, drop oldest rows until the data fits in this share of it."""
-QUARANTINE_KEEP = 10_000
-"""Entries kept in the quarantine table; the oldest go first."""
 QUARANTINE_PAYLOAD_MAX = 64 * 1024
 """Bytes of a rejected payload kept for inspection."""
 
@@ -69,6 +67,37 @@ def _insert_readings(conn: sqlite3.Connection, params: list[object]) -> None:
         done += size
 
 
+_SEEN = "SELECT 1 FROM seen WHERE scope=? AND key=?"
+_ADD_META = (
+    "INSERT INTO meta(name, value) VALUES (?, ?) "
+    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value"
+)
+SEEN_KEEP = 100_000
+"""Keys of stored messages kept to recognise a resend (the newest win). A broker resends
+only what was unacknowledged, at most the ingest window, so this is ample."""
+QUARANTINE_KEEP_PER_KIND = 1_000
+"""Quarantine entries kept per (origin, reason kind): the newest of each."""
+
+_DATA_ERRORS = (
+    OverflowError,
+    ValueError,
+    TypeError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+)
+"""What a job's own content can raise while it is stored (an integer beyond 64 bits, a
+value SQLite cannot bind, a constraint): that job is refused, the others commit."""
+
+
+class JobDataError(BufferError):
+    """Something in a job of the group could not be stored; the store itself is fine."""
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 _UPSERT_REF = (
     "INSERT INTO refs(meter, key, ts_ms, value) VALUES (?,?,?,?) ON CONFLICT(meter, key) "
     "DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
@@ -106,9 +135,14 @@ class BufferWriter:
         self.marks: dict[str, tuple[int, int]] = {
             str(g): (int(s), int(t)) for g, s, t in q("SELECT gw, seq, ts_ms FROM concentrators")
         }
+        """Concentrator id -> (seq, batch time) of its newest stored message."""
         dropped = q("SELECT value FROM meta WHERE name='dropped'").fetchone()
         self.dropped = int(dropped[0]) if dropped else 0
+        repeats = q("SELECT value FROM meta WHERE name='repeats'").fetchone()
+        self.repeats = int(repeats[0]) if repeats else 0
+        self.seen = int(q("SELECT count(*) FROM seen").fetchone()[0])
         self.quarantined = int(q("SELECT count(*) FROM quarantine").fetchone()[0])
+        self._quarantine_checked = 0
         self.commits = 0
         self.bytes = self._file_bytes()
         self._last_maintain = 0.0
@@ -118,50 +152,73 @@ class BufferWriter:
     def apply(self, jobs: Sequence[WriteJob]) -> int:
         """Store every job in one transaction; return rows dropped by the cap (0 mostly).
 
-        On failure nothing of the group is stored and :class:`BufferError` is
+        On failure the transaction is rolled back, nothing of the group is stored, and
+        :class:`JobDataError` (something in a job could not be stored: the caller retries
+        the jobs alone to find it) or :class:`BufferError` (the store itself failed) is
         raised: no caller may treat its data as accepted.
         """
+        try:
+            return self._apply(jobs)
+        except BufferError:
+            raise
+        except _DATA_ERRORS as exc:
+            self._rollback()
+            raise JobDataError(f"buffer {self.path}: cannot store: {_describe(exc)}") from None
+        except Exception as exc:  # sqlite3.OperationalError (disk full, I/O) and the unforeseen
+            self._rollback()
+            raise BufferError(f"buffer {self.path}: commit failed: {_describe(exc)}") from None
+
+    def _apply(self, jobs: Sequence[WriteJob]) -> int:
         seq = self.head_seq
-        marks = dict(self.marks)
-        cursors = dict(self.cursors)
+        c = self.conn
         # Reading columns, flat: row after row of _COLUMNS values (seq first).
         params: list[object] = []
         add, add_values = params.append, params.extend
         event_rows: list[tuple[object, ...]] = []
         quarantine_rows: list[tuple[object, ...]] = []
         mark_rows: dict[str, tuple[int, int]] = {}
+        seen_rows: list[tuple[str, bytes, int]] = []
+        seen_now: set[tuple[str, bytes]] = set()
+        cursors = dict(self.cursors)
         refs: list[Reference] = []
+        repeats = 0
         now = _now_ms()
+        c.execute("BEGIN IMMEDIATE")
         for job in jobs:
-            job.generated = []
             job.outcome = Outcome.ACCEPTED
             refs.extend(job.refs)  # kept even when the job's message is a repeat
-            if job.mark is not None:
-                if not self._check_mark(job, marks, now):
-                    continue
-                marks[job.mark.gw] = mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
-            for r in job.readings:
-                seq += 1
-                add_values(
-                    (
-                        seq,
-                        r.meter,
-                        r.key,
-                        decimal_text(r.value),
-                        r.unit,
-                        r.ts_ms,
-                        r.ts_source.value,
-                        r.received_ms,
-                        r.source,
-                        int(r.quality),
-                        r.interval_s,
+            if job.once is not None:
+                if job.once in seen_now or c.execute(_SEEN, job.once).fetchone() is not None:
+                    job.outcome = Outcome.DUPLICATE
+                    repeats += 1
+                else:
+                    seen_now.add(job.once)
+                    seen_rows.append((*job.once, now))
+            if job.outcome is Outcome.ACCEPTED:
+                if job.mark is not None:
+                    mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
+                for r in job.readings:
+                    seq += 1
+                    add_values(
+                        (
+                            seq,
+                            r.meter,
+                            r.key,
+                            decimal_text(r.value),
+                            r.unit,
+                            r.ts_ms,
+                            r.ts_source.value,
+                            r.received_ms,
+                            r.source,
+                            int(r.quality),
+                            r.interval_s,
+                        )
                     )
-                )
-            for values in job.rows:
-                seq += 1
-                add(seq)
-                add_values(values)
-            for e in (*job.events, *job.generated):
+                for values in job.rows:
+                    seq += 1
+                    add(seq)
+                    add_values(values)
+            for e in job.stored_events:
                 seq += 1
                 event_rows.append(
                     (seq, e.kind.value, e.ts_ms, e.subject, e.reason, orjson.dumps(dict(e.detail)))
@@ -175,87 +232,48 @@ class BufferWriter:
                         qe.seq,
                         qe.reason,
                         qe.payload[:QUARANTINE_PAYLOAD_MAX],
+                        qe.kind,
                     )
                 )
             if job.cursor is not None:
                 sink, upto = job.cursor
                 cursors[sink] = max(cursors.get(sink, upto), upto)
-        c = self.conn
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            if params:
-                _insert_readings(c, params)
-            if event_rows:
-                c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", event_rows)
-            if quarantine_rows:
-                c.executemany(
-                    "INSERT INTO quarantine(ts_ms, origin, subject, seq, reason, payload) "
-                    "VALUES (?,?,?,?,?,?)",
-                    quarantine_rows,
-                )
-            if mark_rows:
-                c.executemany(
-                    "INSERT OR REPLACE INTO concentrators(gw, seq, ts_ms) VALUES (?,?,?)",
-                    [(g, s, t) for g, (s, t) in mark_rows.items()],
-                )
-            if refs:
-                c.executemany(_UPSERT_REF, refs)
-            moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
-            if moved:
-                c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)
-            c.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise BufferError(f"buffer {self.path}: commit failed: {exc}") from None
+        if params:
+            _insert_readings(c, params)
+        if event_rows:
+            c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", event_rows)
+        if quarantine_rows:
+            c.executemany(
+                "INSERT INTO quarantine(ts_ms, origin, subject, seq, reason, payload, kind) "
+                "VALUES (?,?,?,?,?,?,?)",
+                quarantine_rows,
+            )
+        if mark_rows:
+            c.executemany(
+                "INSERT OR REPLACE INTO concentrators(gw, seq, ts_ms) VALUES (?,?,?)",
+                [(g, s, t) for g, (s, t) in mark_rows.items()],
+            )
+        if seen_rows:
+            c.executemany("INSERT INTO seen(scope, key, ts_ms) VALUES (?,?,?)", seen_rows)
+            self.seen += len(seen_rows)
+        if repeats:
+            c.execute(_ADD_META, ("repeats", repeats))
+        if refs:
+            c.executemany(_UPSERT_REF, refs)
+        moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
+        if moved:
+            c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)
+        c.execute("COMMIT")
         self.head_seq = seq
-        self.marks = marks
+        self.marks.update(mark_rows)
         self.cursors = cursors
+        self.repeats += repeats
         self.rows += len(params) // _COLUMNS + len(event_rows)
         self.quarantined += len(quarantine_rows)
         self.commits += 1
         if time.monotonic() - self._last_maintain >= MAINTAIN_EVERY_S:
             return self.maintain()
         return 0
-
-    def _check_mark(self, job: WriteJob, marks: dict[str, tuple[int, int]], now: int) -> bool:
-        """Drop repeats; note gaps and restarts of a concentrator's ``seq``."""
-        mark = job.mark
-        assert mark is not None
-        prev = marks.get(mark.gw)
-        if prev is None:
-            return True
-        last_seq, last_ts = prev
-        detail: dict[str, str | int | float | bool | None] = {
-            "topic": mark.topic,
-            "previous_seq": last_seq,
-            "seq": mark.seq,
-        }
-        if mark.seq <= last_seq:
-            if mark.ts_ms <= last_ts:
-                job.outcome = Outcome.DUPLICATE
-                return False
-            # Lower seq but a newer batch time: the concentrator restarted its counter.
-            job.generated.append(
-                Event(
-                    EventKind.COUNTER_RESET,
-                    now,
-                    mark.gw,
-                    f"concentrator seq restarted at {mark.seq} after {last_seq}",
-                    detail,
-                )
-            )
-        elif mark.seq > last_seq + 1:
-            first, last = last_seq + 1, mark.seq - 1
-            job.generated.append(
-                Event(
-                    EventKind.NETWORK_GAP,
-                    now,
-                    mark.gw,
-                    f"missing seq {first}..{last}" if last > first else f"missing seq {first}",
-                    {**detail, "missing_first": first, "missing_last": last},
-                )
-            )
-        return True
 
     def _rollback(self) -> None:
         # No transaction may be open when the BEGIN itself failed.
@@ -299,19 +317,29 @@ class BufferWriter:
             used = self._used_bytes()
             if used > self.max_bytes and self.rows > 0:
                 dropped = self._drop_oldest(used)
-            if self.quarantined > QUARANTINE_KEEP:
+            if self.quarantined > self._quarantine_checked + QUARANTINE_KEEP_PER_KIND // 10:
+                self._trim_quarantine()
+            if self.seen > SEEN_KEEP * 1.1:
                 self.conn.execute(
-                    "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?",
-                    (QUARANTINE_KEEP,),
+                    "DELETE FROM seen WHERE id <= (SELECT max(id) FROM seen) - ?", (SEEN_KEEP,)
                 )
-                self.quarantined = int(
-                    self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-                )
+                self.seen = int(self.conn.execute("SELECT count(*) FROM seen").fetchone()[0])
         except sqlite3.Error as exc:
             self._rollback()
             raise BufferError(f"buffer {self.path}: maintenance failed: {exc}") from None
         self.bytes = self._file_bytes()
         return dropped
+
+    def _trim_quarantine(self) -> None:
+        """Keep the newest entries of each (origin, kind), so rare rejects survive a flood."""
+        self.conn.execute(
+            "DELETE FROM quarantine WHERE id IN (SELECT id FROM (SELECT id, row_number() "
+            "OVER (PARTITION BY origin, kind ORDER BY id DESC) AS n FROM quarantine) "
+            "WHERE n > ?)",
+            (QUARANTINE_KEEP_PER_KIND,),
+        )
+        self.quarantined = int(self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+        self._quarantine_checked = self.quarantined
 
     def _delete_upto(self, upto: int, event: Event | None = None) -> int:
         c = self.conn

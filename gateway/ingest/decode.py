@@ -10,20 +10,24 @@ accepts it (lax forms such as numbers in strings) or gives the reason.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
-from gateway.buffer import ConcentratorMark, ReadingValues
+from gateway.buffer import ConcentratorMark, QuarantineEntry, ReadingValues, WriteJob
 from gateway.buffer.jobs import decimal_text
-from gateway.model import Quality, Reading, TimeSource
+from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from protocols.concentrator import (
     READINGS_SCHEMA,
+    SEQ_MAX,
+    VALUE_MAX,
+    VALUE_MIN_EXPONENT,
     PayloadError,
     ReadingsBatch,
     gw_from_topic,
@@ -42,6 +46,38 @@ _METER_KEYS = frozenset({"addr", "proto", "port"})
 _POINT_KEYS = frozenset({"id", "key", "v", "u", "q"})
 _KEYS = {k: k for k in QUANTITIES}
 _EXACT = 2.0**53
+# The schema's value bounds (protocols.concentrator.bounded_value), as floats and ints for
+# the lean path: a float's shortest repr has at most 17 digits, within VALUE_DIGITS.
+_FLOAT_MAX = float(VALUE_MAX)
+_FLOAT_MIN = 10.0**VALUE_MIN_EXPONENT
+_INT_MAX = int(VALUE_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Measurement times a reading may carry, ms UTC, inclusive: outside it a reading is
+    refused (a TSDB drops such points silently, and billing must not see them)."""
+
+    min_ms: int
+    max_ms: int
+
+    def why_not(self, ts_ms: int) -> str | None:
+        """Why ``ts_ms`` is outside the window, or ``None``."""
+        if ts_ms < self.min_ms:
+            return f"timestamp {_iso(ts_ms)} is before {_iso(self.min_ms)}"
+        if ts_ms > self.max_ms:
+            return f"timestamp {_iso(ts_ms)} is after {_iso(self.max_ms)} (ahead of our clock)"
+        return None
+
+
+_OPEN = TimeWindow(-(2**62), 2**62)
+
+
+def _iso(ts_ms: int) -> str:
+    try:
+        return (_EPOCH + ts_ms * _MS).isoformat().replace("+00:00", "Z")
+    except OverflowError:
+        return f"{ts_ms} ms"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +91,8 @@ class Decoded:
 
     mark: ConcentratorMark
     rows: list[ReadingValues]
+    refused: list[tuple[ReadingValues, str]] = field(default_factory=list)
+    """Readings of the message refused one by one, with the reason (outside the window)."""
 
     def readings(self) -> list[Reading]:
         """The same readings as :class:`~gateway.model.Reading` objects."""
@@ -77,15 +115,19 @@ def _ms(dt: datetime) -> int:
 def _value(v: Any) -> str:
     # The decimal text of the Decimal pydantic makes of a JSON number: the float's
     # shortest repr, integral floats as integers, never exponent notation.
-    if type(v) is int:
+    if type(v) is int and -_INT_MAX < v < _INT_MAX:
         return str(v)
     # orjson reads integers beyond 64 bits as floats: leave those to pydantic, which keeps them.
-    if type(v) is float and math.isfinite(v) and abs(v) < _EXACT:
+    if type(v) is float and math.isfinite(v) and abs(v) < _EXACT and _in_bounds(v):
         if v.is_integer():
             return str(int(v))
         text = repr(v)
         return format(Decimal(text), "f") if "e" in text else text
     raise _NotLean
+
+
+def _in_bounds(v: float) -> bool:
+    return v == 0 or _FLOAT_MIN <= abs(v) < _FLOAT_MAX
 
 
 def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
@@ -94,7 +136,7 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
     gw, seq, ts, items = obj["gw"], obj["seq"], obj["ts"], obj["readings"]
     if obj["schema"] != READINGS_SCHEMA or type(gw) is not str or not 0 < len(gw) <= 64:
         raise _NotLean
-    if "/" in gw or "+" in gw or "#" in gw or type(seq) is not int or seq < 0:
+    if "/" in gw or "+" in gw or "#" in gw or type(seq) is not int or not 0 <= seq <= SEQ_MAX:
         raise _NotLean
     if type(items) is not list or len(items) > 10_000:
         raise _NotLean
@@ -148,7 +190,7 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
             unit = units.setdefault(unit, unit)
             v = p.get("v")
             # The common case inline (see _value): a finite, non-integral float in plain notation.
-            if type(v) is float and -_EXACT < v < _EXACT and not v.is_integer():
+            if type(v) is float and _FLOAT_MIN <= abs(v) < _FLOAT_MAX and not v.is_integer():
                 text = repr(v)
                 if "e" in text:
                     text = format(Decimal(text), "f")
@@ -194,27 +236,105 @@ def _from_model(batch: ReadingsBatch, topic: str, received_ms: int) -> Decoded:
 
 
 def decode_message(
-    topic: str, payload: bytes, received_ms: int, max_bytes: int = 1024 * 1024
+    topic: str,
+    payload: bytes,
+    received_ms: int,
+    max_bytes: int = 1024 * 1024,
+    window: TimeWindow = _OPEN,
 ) -> Decoded:
-    """Validate one message from ``topic``; raise :class:`PayloadError` with the reason."""
+    """Validate one message from ``topic``; raise :class:`PayloadError` with the reason.
+
+    Whatever the payload makes the decoder raise is a :class:`PayloadError`: no payload can
+    leave a message undecided. Readings stamped outside ``window`` are moved to
+    ``Decoded.refused``; the rest of the message stands.
+    """
     if len(payload) > max_bytes:
         raise PayloadError(f"payload of {len(payload)} bytes exceeds max_payload_bytes {max_bytes}")
     topic_gw = gw_from_topic(topic)
     if topic_gw is None:
         raise PayloadError(f"topic {topic!r} is not meters/v1/{{gw}}/readings")
     try:
-        decoded = _lean(orjson.loads(payload), topic, received_ms)
-    except (_NotLean, orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
-        decoded = _from_model(parse_readings(payload), topic, received_ms)
+        try:
+            decoded = _lean(orjson.loads(payload), topic, received_ms)
+        except (_NotLean, orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
+            decoded = _from_model(parse_readings(payload), topic, received_ms)
+    except PayloadError:
+        raise
+    except Exception as exc:  # MemoryError, RecursionError...: a reason, never a stall
+        raise PayloadError(f"undecodable payload: {type(exc).__name__}: {exc}"[:200]) from None
     if decoded.mark.gw != topic_gw:
         raise PayloadError(f"gw {decoded.mark.gw!r} does not match the topic's {topic_gw!r}")
-    return decoded
+    if window is _OPEN:
+        return decoded
+    rows: list[ReadingValues] = []
+    refused: list[tuple[ReadingValues, str]] = []
+    lo, hi = window.min_ms, window.max_ms
+    for row in decoded.rows:
+        if lo <= row[4] <= hi:
+            rows.append(row)
+        else:
+            refused.append((row, window.why_not(row[4]) or ""))
+    if not refused:
+        return decoded
+    return Decoded(decoded.mark, rows, refused)
+
+
+def digest(payload: bytes) -> bytes:
+    """The identity of a message's content: a resend of the same bytes has the same one."""
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
+def message_job(topic: str, payload: bytes, received_ms: int, d: Decoded) -> WriteJob:
+    """The write job of a valid message: its rows, its seq mark, its content key (a resend
+    of the same bytes is a repeat: stored once, then only a ``message_repeated`` event),
+    and the readings it carried that were refused (quarantined, with an event)."""
+    gw = d.mark.gw
+    repeat = Event(
+        EventKind.MESSAGE_REPEATED,
+        received_ms,
+        gw,
+        f"message seq {d.mark.seq} received again: already stored, acknowledged",
+        {"topic": topic, "seq": d.mark.seq},
+    )
+    job = WriteJob(
+        rows=d.rows,
+        mark=d.mark,
+        once=(gw, digest(payload)),
+        repeat_events=(repeat,),
+        origin="ingest",
+        subject=topic,
+    )
+    if d.refused:
+        reasons = sorted({why for _, why in d.refused})
+        reason = f"{len(d.refused)} reading(s) refused: {reasons[0]}" + (
+            f" (+{len(reasons) - 1} more reasons)" if len(reasons) > 1 else ""
+        )
+        content = orjson.dumps([[*row[:5], why] for row, why in d.refused[:1000]])
+        job.quarantine = (
+            QuarantineEntry("ingest", topic, reason, content, kind=reason_kind(reasons[0])),
+        )
+        job.events = (
+            Event(
+                EventKind.READINGS_QUARANTINED,
+                received_ms,
+                gw,
+                reason,
+                {"topic": topic, "seq": d.mark.seq, "readings": len(d.refused)},
+            ),
+        )
+    return job
 
 
 def reason_kind(reason: str) -> str:
     """A short, bounded label for the rejection counter (the full reason goes to the log)."""
     if reason.startswith("payload of"):
         return "too_large"
+    if reason.startswith("timestamp"):
+        return "timestamp"
+    if reason.startswith("undecodable"):
+        return "undecodable"
+    if "out of bounds" in reason or "significant digits" in reason or "finite" in reason:
+        return "bounds"
     if reason.startswith("topic") or reason.startswith("gw "):
         return "topic"
     if "JSON" in reason or "json" in reason:

@@ -14,8 +14,14 @@ A PUBACK is sent only after the buffer has committed the message's readings
 (or its quarantine entry, for an invalid payload): an unacknowledged message
 is sent again by the broker after a reconnect (persistent session,
 ``clean_session=False``, stable client id), and the repeat is recognised by
-its ``(gw, seq)`` and dropped. An ack is never sent on a later connection than
+its content (the payload's digest, stored with the readings) and dropped, with
+a ``message_repeated`` event. An ack is never sent on a later connection than
 the one the message came on: packet ids belong to a connection.
+
+Every message ends acknowledged and accounted for: stored, refused (quarantined
+with the reason, an event and a counter), or dropped as a repeat (an event and a
+counter). Messages received and not yet committed are bounded by count and by
+payload bytes (``window_messages``, ``window_bytes``).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import bisect
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +41,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.buffer import JobStore, Outcome, QuarantineEntry, WriteJob
 from gateway.config.northbound import IngestConfig
-from gateway.ingest.decode import decode_message, reason_kind
+from gateway.ingest.decode import Decoded, TimeWindow, decode_message, message_job, reason_kind
+from gateway.ingest.sequence import SequenceTracker
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
@@ -45,13 +52,44 @@ log = get_logger("ingest")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
-WINDOW = 96
-"""Messages received but not yet committed, at most. Each holds its decoded rows
-until the commit, so this bounds memory (96 still lets group commits keep up
-with 100k readings/s). When the window is full, paho's network thread waits
-before taking the next message, so TCP pushes back and the broker queues (it
-must: ``max_queued_messages 0``). Memory stays
-bounded however fast concentrators publish or however long the buffer fails."""
+
+
+class _Window:
+    """Messages received and not yet committed, bounded by count and by payload bytes.
+
+    paho's network thread takes a place before it hands a message over, and waits while
+    the window is full: TCP then pushes back and the broker queues (it must:
+    ``max_queued_messages 0``). Each message holds its decoded rows until its commit, so
+    this bounds memory however fast concentrators publish or however long the buffer
+    fails. A message larger than the byte bound is taken when the window is empty.
+    """
+
+    def __init__(self, messages: int, nbytes: int) -> None:
+        self.max_messages = messages
+        self.max_bytes = nbytes
+        self.messages = 0
+        self.bytes = 0
+        self._cond = threading.Condition()
+
+    def take(self, size: int, stopping: Callable[[], bool]) -> bool:
+        """Wait for a place for ``size`` bytes (paho's thread); False if stopping."""
+        with self._cond:
+            while self.messages >= self.max_messages or (
+                self.messages and self.bytes + size > self.max_bytes
+            ):
+                if stopping():
+                    return False
+                self._cond.wait(1.0)
+            self.messages += 1
+            self.bytes += size
+            return True
+
+    def give_back(self, size: int) -> None:
+        """A message was committed and acknowledged (event loop)."""
+        with self._cond:
+            self.messages -= 1
+            self.bytes -= size
+            self._cond.notify()
 
 
 @dataclass(order=True, slots=True)
@@ -63,6 +101,8 @@ class _Message:
     qos: int = field(compare=False)
     generation: int = field(compare=False)
     received_ms: int = field(compare=False)
+    size: int = field(compare=False)
+    """Payload bytes: its share of the window."""
     job: WriteJob | None = field(default=None, compare=False)
     """Decoded once; a retry resubmits the same job."""
 
@@ -86,7 +126,9 @@ class ConcentratorIngest:
         metrics: Metrics,
         *,
         gateway_name: str,
+        marks: Mapping[str, tuple[int, int]] = {},
     ) -> None:
+        """``marks``: each concentrator's newest stored (seq, ts) (``Buffer.marks()``)."""
         self._config = config
         self._store = acceptor
         self._metrics = metrics
@@ -99,13 +141,15 @@ class ConcentratorIngest:
         self._index = 0
         self._held: list[_Message] = []
         self._failing = False
-        self._retry_task: asyncio.Task[None] | None = None
+        self._has_held = asyncio.Event()
         self._connected = False
-        self._window = threading.BoundedSemaphore(WINDOW)
+        self._window = _Window(config.window_messages, config.window_bytes)
         self._stopping = False
+        self.sequence = SequenceTracker(marks, shared=config.shared)
         self.received = 0
         self.duplicates = 0
         self.rejected = 0
+        self.refused_readings = 0
 
     @property
     def connected(self) -> bool:
@@ -140,10 +184,9 @@ class ConcentratorIngest:
             loop.call_soon_threadsafe(self._set_connected, False, str(rc))
 
         def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
-            while not self._window.acquire(timeout=1.0):  # released once committed
-                if self._stopping:
-                    return
             payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
+            if not self._window.take(len(payload), lambda: self._stopping):
+                return  # stopping: unacknowledged, the broker sends it again
             loop.call_soon_threadsafe(
                 self._on_message, m.topic, payload, m.mid, m.qos, self._generation
             )
@@ -160,12 +203,16 @@ class ConcentratorIngest:
         self._mqtt.connect_async(self._host, self._port, self._config.broker.keepalive)
         self._mqtt.loop_start()
         log.info("ingest_started", broker=self._config.broker.url, client_id=self.client_id)
+        if self.sequence.shared:
+            log.info(
+                "ingest_shared_subscription", topics=self._config.topics, seq_gaps="not reported"
+            )
         try:
-            await asyncio.Event().wait()
+            # The retry loop is this task's own: if it fails, ingest fails (and the daemon
+            # with it, with the reason) instead of holding messages for ever.
+            await self._retry_forever()
         finally:
             self._stopping = True
-            if self._retry_task is not None:
-                self._retry_task.cancel()
             self._mqtt.disconnect()
             await asyncio.to_thread(self._mqtt.loop_stop)
             self._set_connected(False, "stopped")
@@ -186,7 +233,9 @@ class ConcentratorIngest:
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, gen: int) -> None:
         self._index += 1
         self.received += 1
-        msg = _Message(self._index, topic, payload, mid, qos, gen, _now_ms())
+        msg = _Message(self._index, topic, payload, mid, qos, gen, _now_ms(), len(payload))
+        self._metrics.ingest_window_messages.set(self._window.messages)
+        self._metrics.ingest_window_bytes.set(self._window.bytes)
         if self._failing or not self._store.healthy:
             self._failing = True
             self._hold(msg)
@@ -200,24 +249,38 @@ class ConcentratorIngest:
         return msg.job
 
     def _decode(self, msg: _Message) -> WriteJob:
+        cfg = self._config
+        window = TimeWindow(
+            int(cfg.ts_min.timestamp() * 1000), msg.received_ms + int(cfg.ts_max_ahead * 1000)
+        )
         try:
             d = decode_message(
-                msg.topic, msg.payload, msg.received_ms, self._config.max_payload_bytes
+                msg.topic, msg.payload, msg.received_ms, cfg.max_payload_bytes, window
             )
         except PayloadError as exc:
             return self._reject(msg, exc.reason)
-        return WriteJob(rows=d.rows, mark=d.mark)
+        return self._message_job(msg, d)
+
+    def _message_job(self, msg: _Message, d: Decoded) -> WriteJob:
+        job = message_job(msg.topic, msg.payload, msg.received_ms, d)
+        if d.refused:
+            self.refused_readings += len(d.refused)
+            log.warning(
+                "readings_refused", topic=msg.topic, seq=d.mark.seq, reason=job.events[0].reason
+            )
+        return job
 
     def _reject(self, msg: _Message, reason: str) -> WriteJob:
         self.rejected += 1
-        self._metrics.payloads_rejected.labels(reason=reason_kind(reason)).inc()
+        kind = reason_kind(reason)
+        self._metrics.payloads_rejected.labels(reason=kind).inc()
         log.warning("payload_rejected", topic=msg.topic, bytes=len(msg.payload), reason=reason)
         subject = gw_from_topic(msg.topic) or msg.topic
         event = Event(
             EventKind.PAYLOAD_REJECTED, msg.received_ms, subject, reason, {"topic": msg.topic}
         )
-        entry = QuarantineEntry("ingest", msg.topic, reason, msg.payload)
-        return WriteJob(events=(event,), quarantine=(entry,))
+        entry = QuarantineEntry("ingest", msg.topic, reason, msg.payload, kind=kind)
+        return WriteJob(events=(event,), quarantine=(entry,), origin="ingest", subject=msg.topic)
 
     def _submit(self, msg: _Message) -> None:
         fut = self._store.submit(self._job(msg))
@@ -230,21 +293,51 @@ class ConcentratorIngest:
                 self._failing = True
                 self._hold(msg)
                 return
-            if fut.result().outcome is Outcome.DUPLICATE:
-                self.duplicates += 1
-            self._ack(msg)
+            self._settled(msg, fut.result())
 
         return done
+
+    def _settled(self, msg: _Message, job: WriteJob) -> None:
+        """The message's job committed (stored, refused or a repeat): account, then ack."""
+        if job.outcome is Outcome.DUPLICATE:
+            self.duplicates += 1
+            log.info("message_repeated", topic=msg.topic, seq=job.mark.seq if job.mark else None)
+        elif job.outcome is Outcome.REJECTED:
+            self.rejected += 1
+            self._metrics.payloads_rejected.labels(reason="unstorable").inc()
+        elif job.mark is not None:
+            events = self.sequence.stored(job.mark, _now_ms())
+            if events:
+                self._note(events)
+        self._ack(msg)
+
+    def _note(self, events: list[Event]) -> None:
+        """Store events found after a commit (seq gaps, restarts): rare, so a job of their own."""
+        for e in events:
+            log.warning(str(e.kind), concentrator=e.subject, reason=e.reason)
+        fut = self._store.submit(WriteJob(events=events, origin="ingest"))
+        fut.add_done_callback(
+            lambda f: (
+                f.cancelled()
+                or f.exception() is None
+                or log.error("ingest_events_not_stored", error=str(f.exception()))
+            )
+        )
 
     def _ack(self, msg: _Message) -> None:
         if msg.qos > 0 and msg.generation == self._generation:
             self._mqtt.ack(msg.mid, msg.qos)
-        self._window.release()
+        self._window.give_back(msg.size)
 
     def _hold(self, msg: _Message) -> None:
         bisect.insort(self._held, msg)
-        if self._retry_task is None or self._retry_task.done():
-            self._retry_task = asyncio.get_running_loop().create_task(self._retry())
+        self._has_held.set()
+
+    async def _retry_forever(self) -> None:
+        while True:
+            await self._has_held.wait()
+            await self._retry()
+            self._has_held.clear()
 
     async def _retry(self) -> None:
         """Resubmit held messages in arrival order until the buffer takes them."""
@@ -262,9 +355,7 @@ class ConcentratorIngest:
                     failed = True
                     bisect.insort(self._held, m)
                     continue
-                if job.outcome is Outcome.DUPLICATE:
-                    self.duplicates += 1
-                self._ack(m)
+                self._settled(m, job)
             delay = min(delay * 2, RETRY_MAX_S) if failed else RETRY_MIN_S
         self._failing = False
         log.info("ingest_buffer_recovered")

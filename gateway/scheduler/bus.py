@@ -19,17 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
+from gateway.buffer import JobStore, WriteJob
 from gateway.config.southbound import BusConfig
 from gateway.health import BusHealth, MeterState
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Acceptor, Event, Reading, TimeSource
+from gateway.model import Event, Reading, TimeSource
 from gateway.scheduler.links import link_name
 from gateway.scheduler.meters import MeterRun
+from gateway.scheduler.pollbook import GroupTally, PollBook
 from gateway.scheduler.readers import MeterReader, ReadResult
 from gateway.scheduler.recovery import Backfill, check_clock, start_backfill
-from gateway.scheduler.snapshot import BusSnapshot, MeterSnapshot
-from gateway.scheduler.timing import Utilisation, reschedule
+from gateway.scheduler.snapshot import BusSnapshot, GroupSnapshot, MeterSnapshot
+from gateway.scheduler.timing import Utilisation
 
 log = get_logger("scheduler")
 
@@ -68,7 +70,7 @@ class BusWorker:
         cfg: BusConfig,
         meters: Sequence[MeterRun],
         reader: MeterReader,
-        acceptor: Acceptor,
+        store: JobStore,
         metrics: Metrics,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
@@ -77,7 +79,7 @@ class BusWorker:
         self.meters = list(meters)
         self.by_id = {m.meter_id: m for m in self.meters}
         self.reader = reader
-        self.acceptor = acceptor
+        self.store = store
         self.metrics = metrics
         self.on_change = on_change
         self.health = BusHealth(cfg.name)
@@ -86,7 +88,9 @@ class BusWorker:
         self._backfills: deque[Backfill] = deque()
         """Gaps being filled, oldest first, a slice at a time between polls."""
         self._polls_since_slice = 0
+        self._poll_s: float | None = None
         self._wake = asyncio.Event()
+        self.book = PollBook(cfg.name, store, metrics, self._wake.set)
         self._probe_delay = _PROBE_MIN
         self._probe_at = 0.0
         self._probe_index = 0
@@ -118,6 +122,15 @@ class BusWorker:
             )
             for m in self.meters
         )
+        intervals = {g.name: g.interval for m in self.meters for g in m.groups}
+        tallies = self.book.tallies
+        groups = tuple(
+            GroupSnapshot(name, interval, t.polls, t.skipped, t.late)
+            for name, interval in sorted(intervals.items())
+            for t in [tallies.get(name) or GroupTally()]
+        )
+        polled = sum(1 for m in self.meters if m.groups)
+        cycle = None if self._poll_s is None else round(self._poll_s * polled, 3)
         return BusSnapshot(
             self.name,
             self.cfg.protocol,
@@ -125,6 +138,8 @@ class BusWorker:
             self.utilisation.ratio(),
             self.link,
             meters,
+            groups,
+            cycle,
         )
 
     async def run(self, started: Callable[[], None] = lambda: None) -> None:
@@ -147,6 +162,9 @@ class BusWorker:
         finally:
             for d in self._demand:
                 d.future.cancel()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5.0):
+                    await self.book.drain()  # settle what is in flight (the tap shields it)
             for job in self._backfills:
                 with contextlib.suppress(Exception):
                     await job.close()
@@ -185,7 +203,9 @@ class BusWorker:
         if filled is not None:
             self._backfills.popleft()
         if readings or filled is not None:
-            await self.acceptor.accept(readings, [filled] if filled is not None else [])
+            # Records are few and the gap's end waits on them: this one commit is awaited.
+            records = WriteJob(readings, [filled] if filled is not None else [], origin="backfill")
+            await asyncio.shield(self.store.submit(records))
 
     def _next(self) -> tuple[MeterRun | None, float]:
         if not self.meters:
@@ -257,12 +277,10 @@ class BusWorker:
             if not keys:
                 return []
         result: ReadResult | None = None
-        error: BaseException | None = None
+        error: DriverError | None = None
         try:
             result = await self.reader.read(meter.cfg, keys, probe=retry)
-        except DriverError as exc:
-            error = exc
-        except (ValueError, KeyError) as exc:  # a profile or key the device cannot serve
+        except DriverError as exc:  # only the device and the line count against a meter
             error = exc
         readings: list[Reading] = []
         events: list[Event] = []
@@ -273,22 +291,30 @@ class BusWorker:
             events = await self._failed(meter, error, start_ms)
         end = time.monotonic()
         self.utilisation.add(t0, end)
-        now = time.time()
-        for g in due_groups:
-            g.next_due, skipped = reschedule(g.interval, g.next_due, now)
-            g.skipped += skipped
+        cycle = self._cycle_seconds(end - t0)
+        events += self.book.served(meter, due_groups, start, cycle)
         self._polls_since_slice += 1
         self.metrics.polls.labels(self.name, _result_label(error, result)).inc()
         self.metrics.poll_seconds.labels(self.name).observe(end - t0)
         self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio(end))
         if readings or events:
-            await self.acceptor.accept(readings, events)
+            stored = await self.book.submit(meter, due_groups, readings, events, start_ms)
+            if demand:  # the caller hears of the readings once they are stored
+                await asyncio.shield(stored)
         self.on_change()
         if error is not None and demand:
-            if isinstance(error, DriverError):
-                raise error
-            raise DriverError(str(error)) from error
+            raise error
         return readings
+
+    def _cycle_seconds(self, last_poll_s: float) -> float:
+        """About how long one pass over every polled meter takes (smoothed poll time x
+        meters), for ``metergw_bus_cycle_seconds`` and overrun events."""
+        self._poll_s = (
+            last_poll_s if self._poll_s is None else 0.9 * self._poll_s + 0.1 * last_poll_s
+        )
+        cycle = self._poll_s * sum(1 for m in self.meters if m.groups)
+        self.metrics.bus_cycle_seconds.labels(self.name).set(cycle)
+        return cycle
 
     async def _answered(
         self, meter: MeterRun, result: ReadResult, start_ms: int

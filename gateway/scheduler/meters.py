@@ -41,6 +41,8 @@ class MeterRun:
     """The bus was at fault: check for a gap at the next answer."""
     polls: list[int] = field(default_factory=list)
     """Start times (ms) of the last successful polls, newest last (bounded)."""
+    stored_ms: int | None = None
+    """Start time (ms) of the newest poll whose readings were committed."""
 
     @property
     def meter_id(self) -> str:

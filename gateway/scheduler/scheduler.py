@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.buffer import JobStore
 from gateway.config.model import Config
 from gateway.config.southbound import southbound_problems
 from gateway.health import MeterState
 from gateway.metrics import Metrics
-from gateway.model import Acceptor, Reading
+from gateway.model import Reading
 from gateway.scheduler.bus import BusWorker
 from gateway.scheduler.links import build_reader
 from gateway.scheduler.meters import build_meters
@@ -18,7 +19,8 @@ from gateway.scheduler.snapshot import SchedulerSnapshot
 
 
 class Scheduler:
-    """Polls every configured bus and hands readings and events to ``acceptor``.
+    """Polls every configured bus and submits readings and events to ``store`` (the write
+    path: validation, then the buffer), without waiting for each commit.
 
     ``run()`` runs until cancelled and closes every link on the way out;
     ``started`` is set once every bus task runs. Raises :class:`ValueError`
@@ -29,7 +31,7 @@ class Scheduler:
     def __init__(
         self,
         config: Config,
-        acceptor: Acceptor,
+        store: JobStore,
         metrics: Metrics,
         *,
         profile_dirs: Sequence[Path] = (),
@@ -49,7 +51,7 @@ class Scheduler:
 
             reader = build_reader(bus, profile_dirs=profile_dirs, on_discard=discarded)
             meters = build_meters(bus, config.poll_groups, config.gateway.timezone)
-            worker = BusWorker(bus, meters, reader, acceptor, metrics, self._count_meters)
+            worker = BusWorker(bus, meters, reader, store, metrics, self._count_meters)
             self.buses.append(worker)
             for m in meters:
                 self._by_meter[m.meter_id] = worker
@@ -96,7 +98,7 @@ class Scheduler:
     async def read_now(self, meter_id: str, keys: Sequence[str]) -> list[Reading]:
         """Read ``keys`` (all of the meter's keys if empty) ahead of scheduled polls.
 
-        The readings are also handed to the acceptor. Raises :class:`KeyError`
+        The readings are also stored; this returns once they are. Raises :class:`KeyError`
         for an unknown meter, :class:`ValueError` for keys the meter cannot be
         read for, and a :class:`drivers.errors.DriverError` when the meter does
         not answer.

@@ -21,6 +21,20 @@ class MeterSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """One poll group on one bus: how well it keeps its interval."""
+
+    name: str
+    interval_s: float
+    polls: int
+    """Polls that served it since start."""
+    skipped: int
+    """Ticks missed because the bus was busy (coalesced into a later poll)."""
+    late: int
+    """Polls that started over a tenth of the interval after their tick."""
+
+
+@dataclass(frozen=True, slots=True)
 class BusSnapshot:
     """One bus and its meters."""
 
@@ -33,6 +47,9 @@ class BusSnapshot:
     link: str
     """Port path or ``host:port``."""
     meters: tuple[MeterSnapshot, ...]
+    groups: tuple[GroupSnapshot, ...] = ()
+    cycle_s: float | None = None
+    """About how long one pass over every polled meter takes."""
 
 
 @dataclass(frozen=True, slots=True)

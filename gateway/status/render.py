@@ -98,10 +98,12 @@ def header(doc: Mapping[str, Any]) -> Text:
 def buses_table(doc: Mapping[str, Any]) -> Table:
     """Buses with state, utilisation and how many meters answer."""
     t = Table(title="Buses", title_justify="left", expand=False)
-    for col in ("bus", "protocol", "state", "link", "utilisation", "meters online"):
+    for col in ("bus", "protocol", "state", "link", "utilisation", "meters online", "skipped"):
         t.add_column(col)
     for b in doc.get("buses", []):
         util = b.get("utilisation")
+        # Ticks a poll group missed because the line was busy: 0 when the schedule fits.
+        skipped = sum(int(g.get("skipped", 0)) for g in b.get("groups") or [])
         t.add_row(
             str(b.get("name")),
             str(b.get("protocol", "")),
@@ -109,6 +111,7 @@ def buses_table(doc: Mapping[str, Any]) -> Table:
             str(b.get("link", "")),
             f"{util * 100:.0f} %" if isinstance(util, int | float) else "-",
             f"{b.get('online', 0)}/{b.get('meters', 0)}",
+            Text(str(skipped), style="yellow") if skipped else Text("0"),
         )
     return t
 

@@ -122,7 +122,7 @@ class Tap:
             return
         self.last_error = None
         job = fut.result()
-        events = [*job.events, *job.generated]
+        events = job.stored_events
         if events:
             self._recent.add_events(events)
         if job.outcome is not Outcome.ACCEPTED:

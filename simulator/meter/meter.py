@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -94,6 +94,8 @@ class SimMeter:
         share_sum = sum(self._phase_share)
         self._phase_share = [s / share_sum for s in self._phase_share]
         self._pf = [rng.uniform(0.88, 0.985) for _ in range(3)]
+        mean_pf = sum(self._pf) / 3
+        self._tan_phi = Decimal(math.sqrt(1 - mean_pf**2) / mean_pf).quantize(Decimal("0.0001"))
         self._volt = [rng.uniform(224.0, 234.0) for _ in range(3)]
         self._phi = [rng.uniform(0, 2 * math.pi) for _ in range(4)]
         self._export_h = int(rng.choice((0, 0, 0, rng.uniform(0, 500))) * 100)
@@ -193,8 +195,10 @@ class SimMeter:
             p_sum += p_t
             s_kva = u10 * i_m / 1e7
             s_sum += s_kva
-            q_sum += s_kva * math.sqrt(max(0.0, 1 - (pf_m / 1000) ** 2))
+            q_kvar = s_kva * math.sqrt(max(0.0, 1 - (pf_m / 1000) ** 2))
+            q_sum += q_kvar
             n = p + 1
+            out[f"power_reactive_l{n}_kvar"] = _d(round(q_kvar * 10_000), -4)
             out[f"voltage_l{n}_v"] = _d(u10, -1)
             out[f"current_l{n}_a"] = _d(i_m, -3)
             out[f"power_factor_l{n}"] = _d(pf_m, -3)
@@ -214,8 +218,15 @@ class SimMeter:
         export = _d(self._export_h, -2)
         out["energy_export_total_kwh"] = export
         out["energy_combined_total_kwh"] = out["energy_import_total_kwh"] + export
+        # Inductive loads: reactive import energy follows active import at the
+        # meter's mean tan(phi); nothing is exported reactively.
+        kvarh = out["energy_import_total_kwh"] * self._tan_phi
+        out["energy_reactive_import_total_kvarh"] = kvarh.quantize(Decimal("0.01"), ROUND_FLOOR)
+        out["energy_reactive_export_total_kvarh"] = Decimal("0.00")
         for n in range(1, 5):
             out[f"energy_combined_t{n}_kwh"] = out[f"energy_import_t{n}_kwh"]
+            # Export (a small fixed amount) was all registered in tariff 1.
+            out[f"energy_export_t{n}_kwh"] = export if n == 1 else Decimal("0.00")
         out.update(self.instant_values(now))
         drift = self.meter_timestamp(now) - now
         out["meter_clock_drift_s"] = Decimal(round(drift))

@@ -69,9 +69,15 @@ class ModbusServer:
             if isinstance(profile, ModbusProfile)
             else resolve_profile(profile, profile_dirs)
         )
-        for unit in units:
+        for unit, meter in units.items():
             if not 1 <= unit <= 247:
                 raise ValueError(f"{name}: unit id {unit} is outside 1..247")
+            missing = sorted(set(self.profile.keys) - set(meter.values()))
+            if missing:
+                raise ValueError(
+                    f"{name}: profile {self.profile.name!r} maps quantities the simulated "
+                    f"meter does not produce: {', '.join(missing)}"
+                )
         self.units = dict(units)
         self.name = name
         self.baud = baud

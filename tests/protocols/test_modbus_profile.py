@@ -23,6 +23,8 @@ from protocols.modbus_profile import (
     resolve_profile,
 )
 
+METERS_DOC = Path(__file__).resolve().parents[2] / "docs" / "meters.md"
+
 
 def spec(rtype: str, order: str = "big", scale: str = "1") -> RegisterSpec:
     return RegisterSpec(
@@ -47,7 +49,35 @@ def test_builtin_profiles() -> None:
     dtsu = resolve_profile("dtsu666")
     assert dtsu.verified is False
     assert {s.function for s in dtsu.registers} == {3}
+    # CHINT's map: ImpEp at 0x101E, ExpEp at 0x1028 (not 0x401E).
+    assert dtsu.by_key("energy_import_total_kwh").address == 0x101E
+    assert dtsu.by_key("energy_export_total_kwh").address == 0x1028
+    assert dtsu.by_key("voltage_l1_v").scale == Decimal("0.1")
     assert BUILTIN_PROFILE_DIR.name == "profiles"
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN_PROFILE_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_profile_names_its_document_and_what_is_unchecked(path: Path) -> None:
+    profile = load_profile(path)
+    text = path.read_text(encoding="utf-8")
+    assert profile.name == path.stem
+    assert profile.vendor
+    assert profile.model
+    assert len(profile.document) > 20
+    header = text.split("[profile]")[0]
+    assert "# Document: " in header  # the file's own header names it as well
+    # An unverified profile says so, and says what is unchecked, in its header.
+    assert ("NOT verified" in text) is (not profile.verified)
+    assert ("Verified:" in text) is profile.verified
+    # docs/meters.md lists it, with the same document and verified flag.
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in METERS_DOC.read_text(encoding="utf-8").splitlines()
+        if line.startswith(f"| `{profile.name}` |")
+    ]
+    assert len(rows) == 1, f"docs/meters.md has no row for {profile.name}"
+    assert rows[0][3] == profile.document
+    assert rows[0][4] == ("**yes**" if profile.verified else "no")
 
 
 def test_known_register_images() -> None:
@@ -59,17 +89,32 @@ def test_known_register_images() -> None:
     assert encode_value(spec("uint32", scale="0.01"), Decimal("123456.78")) == [0x00BC, 0x614E]
     assert decode_value(spec("uint32", "little", "0.01"), [0x614E, 0x00BC]) == Decimal("123456.78")
     assert decode_value(spec("float64"), [0x4040, 0, 0, 0]) == Decimal("32.0")
+    # Schneider iEM3000: INT64 Wh; ABB B2x: UINT64 in 0.01 kWh.
+    assert encode_value(spec("int64", scale="0.001"), Decimal("12345.678")) == [0, 0, 0xBC, 0x614E]
+    assert decode_value(spec("int64", scale="0.001"), [0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE]) == Decimal(
+        "-0.002"
+    )
+    assert decode_value(spec("uint64", scale="0.01"), [0, 0, 0x00BC, 0x614E]) == Decimal(
+        "123456.78"
+    )
+    assert encode_value(spec("uint64", "little", "0.01"), Decimal("123456.78")) == [
+        0x614E, 0x00BC, 0, 0
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="does not fit uint64"):
+        encode_value(spec("uint64"), Decimal(-1))
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    rtype=st.sampled_from(["int16", "uint16", "int32", "uint32"]),
+    rtype=st.sampled_from(["int16", "uint16", "int32", "uint32", "int64", "uint64"]),
     order=st.sampled_from(["big", "little"]),
-    raw=st.integers(-(2**31), 2**32 - 1),
+    raw=st.integers(-(2**63), 2**64 - 1),
 )
 def test_integer_round_trip(rtype: str, order: str, raw: int) -> None:
     s = spec(rtype, order, "0.001")
-    fmt = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I"}[rtype]
+    fmt = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q"}[
+        rtype
+    ]
     try:
         struct.pack(f">{fmt}", raw)
     except struct.error:
@@ -143,6 +188,8 @@ scale = 0.1
         ("[profile]\ncolour='red'\n[[registers]]\nkey='voltage_l1_v'\naddress=1\nfunction=3\n"
          "type='uint16'", "profile.colour: unknown key"),
         ("[profile]\nname='x'", "registers: at least one"),
+        ("[profile]\ndocument=3\n[[registers]]\nkey='voltage_l1_v'\naddress=1\nfunction=3\n"
+         "type='uint16'", "profile.document: must be a string"),
         ("[[registers]\n", "not valid TOML"),
     ],
 )  # fmt: skip

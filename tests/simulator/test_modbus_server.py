@@ -9,7 +9,7 @@ import pytest
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
-from protocols.modbus_profile import decode_value, resolve_profile
+from protocols.modbus_profile import decode_value, parse_profile, resolve_profile
 from simulator import ModbusServer, SimClock, SimMeter
 
 SDM630 = resolve_profile("sdm630")
@@ -88,3 +88,14 @@ async def test_rtu_over_pty_and_bad_checksum(clock: SimClock) -> None:
             await client.read_input_registers(0x0048, count=2, device_id=7)
         client.close()
         assert server.request_counts[7] == 2
+
+
+def test_a_profile_mapping_a_quantity_the_meter_lacks_is_refused(clock: SimClock) -> None:
+    profile = parse_profile(
+        '[profile]\nname = "demand"\nfunction = 3\ntype = "float32"\n'
+        '[[registers]]\nkey = "voltage_l1_v"\naddress = 0\n'
+        '[[registers]]\nkey = "demand_active_import_max_kw"\naddress = 2\n',
+        "demand.toml",
+    )
+    with pytest.raises(ValueError, match=r"mb: profile 'demand' maps .*: demand_active_import_max"):
+        ModbusServer(profile, {1: SimMeter("mb-1", 1, clock)}, name="mb")

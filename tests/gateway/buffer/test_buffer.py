@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import Buffer, BufferError, ConcentratorMark, Outcome, WriteJob
+from gateway.buffer import Buffer, BufferError, WriteJob
 from gateway.buffer import writer as writer_module
 from gateway.config.northbound import BufferConfig
 from gateway.metrics import Metrics
@@ -63,30 +63,6 @@ async def test_read_limit_keeps_events_in_sequence(tmp_path: Path) -> None:
     assert first.upto == 3
     assert [e[0] for e in rest.events] == [4, 6, 8, 10]
     assert rest.upto == 10
-
-
-async def test_concentrator_repeats_are_dropped_and_gaps_recorded(tmp_path: Path) -> None:
-    path = str(tmp_path / "b.sqlite")
-    topic = "meters/v1/c1/readings"
-
-    async def send(buf: Buffer, seq: int, ts: int) -> Outcome:
-        job = WriteJob(readings=[reading(seq)], mark=ConcentratorMark("c1", seq, ts, topic))
-        return (await buf.submit(job)).outcome
-
-    async with await Buffer.open(path, CFG, Metrics()) as buf:
-        assert await send(buf, 1, 1000) is Outcome.ACCEPTED
-        assert await send(buf, 1, 1000) is Outcome.DUPLICATE
-    async with await Buffer.open(path, CFG, Metrics()) as buf:
-        assert await send(buf, 1, 1000) is Outcome.DUPLICATE  # remembered across restarts
-        assert await send(buf, 5, 5000) is Outcome.ACCEPTED  # 2..4 missing
-        assert await send(buf, 0, 9000) is Outcome.ACCEPTED  # counter restarted (newer batch)
-        batch = await buf.read("s", 0, 100)
-    assert len(batch.readings) == 3
-    kinds = [(e[1], e[3], e[4]) for e in batch.events]
-    assert kinds == [
-        ("network_gap", "c1", "missing seq 2..4"),
-        ("counter_reset", "c1", "concentrator seq restarted at 0 after 5"),
-    ]
 
 
 async def test_rows_go_only_when_every_sink_has_passed_them(

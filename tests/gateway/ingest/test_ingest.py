@@ -63,10 +63,15 @@ async def test_messages_are_stored_once_and_not_redelivered(
             await until(lambda: buf.stats().rows == 80, what="80 readings")
             await asyncio.to_thread(pub.publish, TOPIC, encode(batch(seq=20)))  # a resend
             await until(lambda: ing.duplicates == 1, what="the resend")
+            # The resend left a trace: an event (a row of its own) and a counter.
+            await until(lambda: buf.stats().rows == 81, what="the repeat's event")
+            events = (await buf.read("s", 0, 1000)).events
+            assert [(e[1], e[3]) for e in events] == [("message_repeated", "c1")]
         # Same client id again: every message was acked, so nothing comes back.
         async with running(tmp_path, mosquitto, metrics) as (buf, ing):
+            assert buf.stats().repeats == 1  # kept in the buffer across restarts
             await asyncio.to_thread(pub.publish, TOPIC, encode(batch(seq=21)))
-            await until(lambda: buf.stats().rows == 84, what="the new message")
+            await until(lambda: buf.stats().rows == 85, what="the new message")
             assert ing.received == 1
     assert (
         metrics.registry.get_sample_value(
@@ -101,7 +106,7 @@ async def test_bad_payloads_are_quarantined_and_good_ones_still_flow(
             assert buf.stats().quarantined == len(bad)
     rejected = sum(
         metrics.registry.get_sample_value("metergw_payloads_rejected_total", {"reason": r}) or 0
-        for r in ("json", "schema", "topic", "too_large")
+        for r in ("json", "schema", "topic", "too_large", "bounds")
     )
     assert rejected == len(bad)
     with sqlite3.connect(tmp_path / "b.sqlite") as conn:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+from gateway.buffer import WriteJob
 from gateway.config import Config, parse_config
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind, Reading
@@ -33,17 +34,23 @@ def addr(n: int) -> str:
 
 
 class MemoryAcceptor:
-    """The Acceptor interface kept in lists (a test double, not a server mock)."""
+    """The write path's interface (``submit``) kept in lists (a test double, not a server
+    mock): every job commits at once."""
+
+    healthy = True
 
     def __init__(self) -> None:
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.changed = asyncio.Event()
 
-    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        self.readings.extend(readings)
-        self.events.extend(events)
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        self.readings.extend(job.readings)
+        self.events.extend(job.events)
         self.changed.set()
+        fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()
+        fut.set_result(job)
+        return fut
 
     def of(self, meter: str, key: str | None = None) -> list[Reading]:
         return [r for r in self.readings if r.meter == meter and (key is None or r.key == key)]

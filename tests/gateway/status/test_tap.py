@@ -16,7 +16,7 @@ from rich.console import Console
 from gateway.buffer import Buffer, Outcome, WriteJob
 from gateway.config.northbound import BufferConfig
 from gateway.demo.liveview import LiveView
-from gateway.ingest.decode import decode_message
+from gateway.ingest.decode import decode_message, message_job
 from gateway.metrics import Metrics
 from gateway.model import Reading, TimeSource
 from gateway.status import RecentEvents, StatusModel, Tap
@@ -57,8 +57,10 @@ def polled(meter: str, n: int) -> list[Reading]:
 
 async def message(tap: Tap, topic: str, body: dict[str, Any], received_ms: int = 0) -> WriteJob:
     """Submit one concentrator message the way the ingest does, and wait for its commit."""
-    decoded = decode_message(topic, encode(body), received_ms or int(time.time() * 1000))
-    return await tap.submit(WriteJob(rows=decoded.rows, mark=decoded.mark))
+    payload = encode(body)
+    received = received_ms or int(time.time() * 1000)
+    decoded = decode_message(topic, payload, received)
+    return await tap.submit(message_job(topic, payload, received, decoded))
 
 
 @pytest_asyncio.fixture

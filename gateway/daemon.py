@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.broker import BrokerStartError, EmbeddedBroker
 from gateway.buffer import Buffer, BufferError
 from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
@@ -137,6 +136,8 @@ class Daemon:
                         raise DaemonError(str(exc)) from None
                     stack.push_async_callback(self.http.stop)
                 if cfg.embedded_broker.enabled:
+                    from gateway.demo.broker import BrokerStartError, EmbeddedBroker  # [demo] extra
+
                     broker = EmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port)
                     try:
                         await broker.start()

@@ -115,11 +115,20 @@ def parse_config(
     return config
 
 
+SYSTEM_PROFILE_DIR = Path("/etc/metergw/profiles")
+"""Where an operator puts profiles of their own for every config on the box."""
+
+
 def profile_dirs_for(file: str) -> tuple[Path, ...]:
-    """Modbus register-map profiles live in ``profiles/`` next to the config file."""
+    """Where a Modbus profile named in ``file`` is looked for, in order.
+
+    The config file's own ``profiles/``, then :data:`SYSTEM_PROFILE_DIR`;
+    :func:`protocols.modbus_profile.resolve_profile` tries the packaged
+    profiles last. A profile given as a path is relative to the config file.
+    """
     if not file or file.startswith("<"):
-        return ()
-    return (Path(file).resolve().parent / "profiles",)
+        return (SYSTEM_PROFILE_DIR,)
+    return (Path(file).resolve().parent / "profiles", SYSTEM_PROFILE_DIR)
 
 
 def _message(err: Any) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.config.base import Duration, Section
 from protocols.quantities import QUANTITIES
@@ -49,6 +49,15 @@ class MeterConfig(Section):
     """Names of the poll groups this meter is read with."""
     timezone: str | None = None
     """Time zone of the meter's clock; defaults to ``gateway.timezone``."""
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_path_from_config_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A relative profile path means the config file's folder, wherever the daemon runs.
+        base = (info.context or {}).get("base_dir")
+        if value and base is not None and ("/" in value or value.endswith(".toml")):
+            return str(Path(base) / value)  # an absolute value stays as it is
+        return value
 
     @model_validator(mode="after")
     def _check_address(self) -> Self:

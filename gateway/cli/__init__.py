@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="metergw",
         description="metergw: meter gateway for DL/T 645, Modbus and MQTT concentrators",
     )
+    from gateway.cli.version import version
+
+    parser.add_argument("--version", action="version", version=f"metergw {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         mod = _load(module)

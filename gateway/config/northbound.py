@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from gateway.config.base import Duration, Section
+from gateway.config.base import ConfigPath, Duration, Section
 
 
 def _check_mqtt_url(url: str) -> str:
@@ -16,7 +16,7 @@ def _check_mqtt_url(url: str) -> str:
 class BufferConfig(Section):
     """``[buffer]``: the durable SQLite store every reading passes through."""
 
-    path: str | None = None
+    path: ConfigPath | None = None
     """Database file; defaults to ``{gateway.state_dir}/buffer.sqlite``."""
     max_bytes: int = Field(default=2 * 1024**3, gt=0)
     """Disk budget; past it the oldest rows are dropped, counted and alarmed."""
@@ -80,7 +80,7 @@ class LocalSinkConfig(Section):
     """``[sinks.local]``: readings kept queryable on the box (``metergw query``)."""
 
     enabled: bool = True
-    path: str | None = None
+    path: ConfigPath | None = None
     """Database file; defaults to ``{gateway.state_dir}/local.sqlite``."""
     retention: Duration = 7 * 86400.0
     """Readings older than this (by their own timestamp) are deleted."""

@@ -251,18 +251,19 @@ def print_rows(rows: Sequence[Row], args: argparse.Namespace, meter: str) -> Non
 
 
 def describe_error(exc: Exception, meter: str, args: argparse.Namespace) -> str:
-    """The error's message, naming the meter and the link once each, and for a link
+    """The error's message, naming the meter (if any) and the link once each, and for a link
     that cannot be opened, why (connection refused, timed out, no such device)."""
     from drivers.errors import LinkError
 
     link = link_of(args)
+    who = f"{meter} on {link}" if meter else link
     if isinstance(exc, LinkError) and "cannot" in str(exc):
-        return f"{meter} on {link}: cannot connect: {link_failure(exc.__cause__, args)}"
+        return f"{who}: cannot connect: {link_failure(exc.__cause__, args)}"
     text = str(exc)
     name = meter.split(" ", 1)[-1]
     if name in text and link in text:
         return text
-    return f"{meter} on {link}: {text.removeprefix(f'{link}: ')}"
+    return f"{who}: {text.removeprefix(f'{link}: ')}"
 
 
 def link_failure(cause: BaseException | None, args: argparse.Namespace) -> str:

@@ -248,9 +248,9 @@ Schema for TOML (taplo, Even Better TOML) can validate as you type with
   the file this way; they are never logged.
 - **Durations** are a number of seconds or a string with a unit: `"500ms"`,
   `"10s"`, `"15m"`, `"2h"`, `"1d"`.
-- **Paths** (`gateway.state_dir`, `buffer.path`, `sinks.local.path`, a Modbus
-  `profile` given as a path, any other file) are relative to the folder of the
-  config file, not to the directory metergw was started from.
+- **Paths** (`gateway.state_dir`, `buffer.path`, `sinks.local.path`, a serial
+  `port`, a Modbus `profile` given as a path, any other file) are relative to the
+  folder of the config file, not to the directory metergw was started from.
 - **Quantity keys** are listed in [quantities.md](quantities.md); a misspelt
   key or quantity gets a "did you mean" from `metergw check-config`.
 - **Times** are stored in UTC; meter clocks are converted with

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,7 +46,7 @@ def resolve_path(value: str, info: ValidationInfo) -> str:
     base = info.context.get("base_dir") if isinstance(info.context, dict) else None
     if base is None or not value or Path(value).is_absolute():
         return value
-    return str(Path(base) / value)
+    return os.path.normpath(Path(base) / value)  # base is resolved: ".." is safe to fold
 
 
 ConfigPath = Annotated[str, AfterValidator(resolve_path)]

@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Duration, ProfileRef, Section, did_you_mean
+from gateway.config.base import ConfigPath, Duration, ProfileRef, Section, did_you_mean
 from protocols.quantities import QUANTITIES
 
 Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
@@ -19,7 +19,7 @@ _ADDRESS = re.compile(r"[0-9]{12}")
 class SerialLink(Section):
     """A serial port. Prefer stable ``/dev/serial/by-id/...`` names."""
 
-    port: str
+    port: ConfigPath
     baud: int = Field(default=2400, gt=0)
     parity: Literal["N", "E", "O"] = "E"
     bytesize: Literal[7, 8] = 8

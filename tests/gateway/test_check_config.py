@@ -203,6 +203,10 @@ poll = ["grid"]
 unit = 2
 profile = "sdm630"
 poll = ["grid"]
+[[buses]]
+name = "rs485"
+protocol = "dlt645-2007"
+serial = { port = "../ttys/line-1" }
 """,
         encoding="utf-8",
     )
@@ -217,5 +221,7 @@ poll = ["grid"]
     assert cfg.sinks.local.path == "/srv/local.sqlite"  # absolute paths as given
     assert cfg.buses[0].meters[0].profile == str(site / "maps" / "sdm.toml")
     assert cfg.buses[0].meters[1].profile == "sdm630"  # a name, found by the profile lookup
+    assert cfg.buses[1].serial is not None
+    assert cfg.buses[1].serial.port == str(tmp_path / "ttys" / "line-1")
     default_buffer = parse_config('[gateway]\nstate_dir = "s"\n', file=str(f), env={})
     assert default_buffer.buffer_path() == f"{site / 's'}/buffer.sqlite"

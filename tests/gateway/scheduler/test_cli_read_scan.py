@@ -165,6 +165,35 @@ async def test_scan_finds_several_meters_and_its_snippet_runs(tmp_path: Path) ->
             )
 
 
+class SinglePhaseMeter(SimMeter):
+    """A meter with one phase: it refuses the three-phase blocks (an error reply, as a
+    real one does) and answers their phase-1 members alone."""
+
+    OTHER_PHASES = ("voltage_l2_v", "voltage_l3_v", "current_l2_a", "current_l3_a")
+
+    def values(self, ts: float | None = None) -> dict[str, Decimal]:
+        return {k: v for k, v in super().values(ts).items() if k not in self.OTHER_PHASES}
+
+
+@pytest.mark.asyncio
+async def test_scan_polls_only_what_every_meter_in_a_group_answers() -> None:
+    clock = SimClock(speed=0)
+    meters = [SimMeter(A1, seed=1, clock=clock), SinglePhaseMeter(A3, seed=3, clock=clock)]
+    async with Dlt645Bus(meters) as line:
+        port = await line.start_tcp("127.0.0.1", 0)
+        code, out, err = await metergw(
+            "scan", "--tcp", f"127.0.0.1:{port}", "--addresses", f"{A1},{A3}", "--timeout", "0.2"
+        )
+        assert code == 0, err
+        doc = tomllib.loads(out)
+        assert doc["poll_groups"]["instant"]["quantities"] == [
+            "voltage_l1_v", "current_l1_a", "power_active_total_kw", "power_factor_total",
+            "frequency_hz",
+        ]  # fmt: skip
+        assert [m["poll"] for m in doc["buses"][0]["meters"]] == [["energy", "instant"]] * 2
+        assert check_config(out + "\n[sinks.local]\n", env={}).warnings == []
+
+
 @pytest.mark.asyncio
 async def test_scan_modbus_keeps_pymodbus_quiet_and_names_the_profile() -> None:
     clock = SimClock(speed=0)

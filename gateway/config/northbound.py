@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Duration, Section
+from gateway.config.base import ConfigPath, Duration, Section
 from gateway.config.security import (
     TlsConfig,
     check_url,
@@ -55,7 +55,7 @@ def _fill(model: Section, name: str, value: SecretStr) -> None:
 class BufferConfig(Section):
     """``[buffer]``: the durable SQLite store every reading passes through."""
 
-    path: str | None = None
+    path: ConfigPath | None = None
     """Database file; defaults to ``{gateway.state_dir}/buffer.sqlite``."""
     max_bytes: int = Field(default=2 * 1024**3, gt=0)
     """Disk budget; past it the oldest rows are dropped, counted and alarmed."""
@@ -282,7 +282,7 @@ class LocalSinkConfig(Section):
     """``[sinks.local]``: readings kept queryable on the box (``metergw query``)."""
 
     enabled: bool = True
-    path: str | None = None
+    path: ConfigPath | None = None
     """Database file; defaults to ``{gateway.state_dir}/local.sqlite``."""
     retention: Duration = 7 * 86400.0
     """Readings older than this (by their own timestamp) are deleted."""

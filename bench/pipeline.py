@@ -1,7 +1,7 @@
 """Store-and-forward end to end: publisher -> Mosquitto -> metergw -> VictoriaMetrics.
 
 Phases (each with real servers and metergw as its own process,
-``python -m gateway.forward.pipeline``):
+``python bench/_runner.py``):
 
 1. sustained: a paho publisher (separate process) sends numbered concentrator
    batches as fast as QoS 1 allows; readings/s from the first publish until the
@@ -43,6 +43,7 @@ from tests.servers import MosquittoServer, VictoriaMetricsServer, free_port  # n
 
 CLIENT_ID = "metergw-test-ingest"
 PUBLISHER = ROOT / "bench" / "_publisher.py"
+RUNNER = ROOT / "bench" / "_runner.py"
 BATCH = int(os.environ.get("METERGW_BENCH_BATCH", "5000"))
 """Points per InfluxDB write (the sink's batch_size): memory per batch vs. requests."""
 
@@ -73,7 +74,7 @@ DAEMON = [sys.executable, "-c", "import sys; from gateway.cli import main; sys.e
 def start_gateway(config: Path, log: Path, daemon: bool = False) -> subprocess.Popen[bytes]:
     # No MALLOC_* variables: metergw tunes glibc's allocator itself (gateway/runtime.py).
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    runner = DAEMON if daemon else [sys.executable, "-m", "gateway.forward.pipeline"]
+    runner = DAEMON if daemon else [sys.executable, str(RUNNER)]
     with log.open("ab") as out:
         return subprocess.Popen(
             [*runner, "-c", str(config)],

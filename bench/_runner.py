@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the pipeline from a config file until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="python bench/_runner.py")
     parser.add_argument("-c", "--config", required=True, help="the TOML config file")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (for the bench)"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -76,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(level=lg.level, fmt=lg.format, components=lg.components, stream=sys.stderr)
     tune_malloc()  # before any thread starts
     tune_gc()
+    metrics = Metrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
 
     async def run() -> None:
         task = asyncio.current_task()
@@ -84,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if task is not None:
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_pipeline(config, validate=True)
+            await run_pipeline(config, metrics, validate=True)
 
     asyncio.run(run())
     return 0

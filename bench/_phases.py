@@ -202,18 +202,38 @@ def phase_backlog(
     readings: int,
     first: int,
     daemon: bool = False,
+    seq_step: int = 1,
+    per_msg: int = 100,
+    old_stop: bool = False,
 ) -> dict[str, Any]:
     """TSDB down while ``readings`` are buffered, then up: the drain. Loss counted twice:
-    the old way (a difference of totals after ``cursor >= readings``) and per reading."""
+    the old way (a difference of totals after ``cursor >= readings``) and per reading.
+
+    How the old count goes wrong: its wait assumed the buffer numbers this phase's
+    readings 1..N and nothing else. Anything else in that sequence (an event, a seq a
+    writer skipped) ends the wait early, the gateway is stopped with readings still
+    ahead of its cursor, and they are reported lost although the buffer holds them and
+    sends them at the next start. ``old_wait_ended_with`` records how many were
+    waiting when it ended; ``seq_step`` > 1 (a lossy concentrator link: one gap event
+    per hole) makes it happen on today's writer, plainly with ``per_msg`` 1 (one gap
+    event per reading). With ``old_stop`` the phase does what the old bench did (stop
+    the gateway when ``cursor >= readings`` and count), reports that count and the
+    ledger's at that moment, then restarts the gateway and lets it drain.
+    bench/README.md has the whole story.
+    """
     gw = make_gateway(work, "s2d" if daemon else "s2", broker, vm, daemon=daemon)
     before = vm_points(vm)
     vm.stop()
-    messages = readings // 100
-    total = messages * 100
+    meters, points = BY_SHAPE[per_msg]
+    messages = readings // per_msg
+    total = messages * per_msg
     gw.start()
     try:
         wait_for(gw.answering, 60, f"{gw.name} to start", 0.1)
-        pub = start_publisher(broker, first, messages)
+        pub = start_publisher(
+            broker, first, messages, 0, "--seq-step", str(seq_step), "--meters", str(meters),
+            "--points", str(points),
+        )  # fmt: skip
         t_ingested = wait_accepted([gw], total, 900)
         t0 = publisher_result(pub)["started"]
         rss_buffered = peak_rss_mb(gw.pid)
@@ -224,6 +244,21 @@ def phase_backlog(
         # between attempts while the TSDB was down) is not the drain path's speed.
         t1 = wait_for(lambda: buffer_state(gw.db)[1] > 0, 120, "the first write", 0.01)
         old_wait: dict[str, Any] = {}
+        if old_stop:
+            wait_for(lambda: buffer_state(gw.db)[1] >= total, 900, "the old wait", 0.05)
+            head, cursor = buffer_state(gw.db)
+            gw.stop()
+            old_ledger = Ledger(first, messages, meters, points, seq_step)
+            old_ledger.count_tsdb(vm)
+            old_ledger.count_buffer(gw.db)
+            old_wait.update(
+                head=head,
+                cursor=cursor,
+                undelivered=head - cursor,
+                lost_by_old_count=total - (vm_points(vm) - before),
+                count=old_ledger.summary(),
+            )
+            gw.start()
 
         def drained() -> bool:
             head, cursor = buffer_state(gw.db)
@@ -231,17 +266,19 @@ def phase_backlog(
                 old_wait.update(head=head, cursor=cursor, undelivered=head - cursor)
             return cursor >= head
 
-        t_drained = wait_for(drained, 900, "drain", 0.05)
+        t_drained = wait_for(drained, 900, "drain", 0.01)
         rss_after = peak_rss_mb(gw.pid)
     finally:
         stop_all([gw], broker)
     after = vm_points(vm)
-    ledger = Ledger(first, messages, 25, 4)
+    ledger = Ledger(first, messages, meters, points, seq_step)
     ledger.count_tsdb(vm)
     ledger.count_buffer(gw.db)
     drain = round(total / (t_drained - t1))
     return {
         "readings": total,
+        "seq_step": seq_step,
+        "readings_per_message": per_msg,
         "ingest_readings_per_s_tsdb_down": round(total / (t_ingested - t0)),
         "buffer_bytes": bytes_on_disk,
         "peak_rss_mb_buffered": round(rss_buffered, 1),

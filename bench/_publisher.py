@@ -115,11 +115,15 @@ def hostile_message(n: int) -> bytes:
 
 
 def messages(
-    first: int, count: int, meters: int, points: int, hostile_every: int
+    first: int, count: int, meters: int, points: int, hostile_every: int, seq_step: int = 1
 ) -> Iterator[tuple[str, bytes]]:
-    """(topic, payload) in publishing order: ``count`` valid messages, hostile ones between."""
+    """(topic, payload) in publishing order: ``count`` valid messages, hostile ones between.
+
+    ``seq_step`` > 1 publishes every n-th ``seq`` only, as a concentrator behind a
+    lossy link would: the gateway records a gap event for each hole.
+    """
     hostile = itertools.count(1)
-    for i, seq in enumerate(range(first, first + count)):
+    for i, seq in enumerate(range(first, first + count * seq_step, seq_step)):
         if hostile_every and i % hostile_every == hostile_every - 1:
             yield HOSTILE_TOPIC, hostile_message(next(hostile))
         yield TOPIC, concentrator_message(seq, meters, points)
@@ -139,7 +143,9 @@ def publish(args: argparse.Namespace) -> None:
         stop = True
 
     signal.signal(signal.SIGTERM, on_term)
-    payloads = messages(args.first, args.count, args.meters, args.points, args.hostile_every)
+    payloads = messages(
+        args.first, args.count, args.meters, args.points, args.hostile_every, args.seq_step
+    )
     if not args.rate:  # unthrottled runs measure publishing: build the payloads beforehand
         payloads = iter(list(payloads))
     acked = 0
@@ -190,6 +196,7 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=METERS)
     parser.add_argument("--points", type=int, default=POINTS)
     parser.add_argument("--hostile-every", type=int, default=0)
+    parser.add_argument("--seq-step", type=int, default=1, help="publish every n-th seq")
     parser.add_argument("--topic", help="publish everything on this topic instead")
     publish(parser.parse_args())
 

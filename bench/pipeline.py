@@ -68,8 +68,15 @@ def sizes(quick: bool) -> dict[str, int]:
     }
 
 
-def run(phases: list[str], quick: bool, work: Path, results: dict[str, Any]) -> None:
-    n = sizes(quick)
+def run(phases: list[str], args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    n = sizes(args.quick)
+    if args.backlog:
+        n["backlog"] = args.backlog
+    lossy = {
+        "seq_step": args.seq_step,
+        "per_msg": args.backlog_per_message,
+        "old_stop": args.old_stop,
+    }
     broker, vm = MosquittoServer(work), VictoriaMetricsServer(work)
     broker.start()
     vm.start()
@@ -100,10 +107,11 @@ def run(phases: list[str], quick: bool, work: Path, results: dict[str, Any]) -> 
         if "d" in phases:
             record("shared", phase_shared, work, broker, vm, 4_000_000, n["batch_msgs"])
         if "backlog" in phases:
-            record("backlog", phase_backlog, work, broker, vm, common(), n["backlog"], 10_000_000)
+            record("backlog", phase_backlog, work, broker, vm, common(), n["backlog"], 10_000_000,
+                   **lossy)  # fmt: skip
         if "daemon" in phases:
             record("backlog_daemon", phase_backlog, work, broker, vm, common(), n["backlog"],
-                   15_000_000, daemon=True)  # fmt: skip
+                   15_000_000, daemon=True, **lossy)  # fmt: skip
         if "kill" in phases:
             record("kill_soak", phase_kill, work, broker, vm, n["cycles"], 20_000_000)
     finally:
@@ -120,6 +128,21 @@ def main() -> int:
         help=f"comma-separated subset of {','.join(PHASES)} (default: all)",
     )
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (logs, buffers)")
+    parser.add_argument(
+        "--seq-step",
+        type=int,
+        default=1,
+        help="backlog phases: publish every n-th seq (a lossy link; gap events in the buffer)",
+    )
+    parser.add_argument(
+        "--backlog-per-message", type=int, choices=(1, 100), default=100, help="backlog phases"
+    )
+    parser.add_argument("--backlog", type=int, help="readings in the backlog phases")
+    parser.add_argument(
+        "--old-stop",
+        action="store_true",
+        help="backlog phases: also stop and count as the old bench did (bench/README.md)",
+    )
     args = parser.parse_args()
     phases = [ALIASES.get(p.strip(), p.strip()) for p in args.phases.split(",") if p.strip()]
     unknown = [p for p in phases if p not in PHASES]
@@ -128,10 +151,10 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "phases": phases}
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=True)
-        run(phases, args.quick, Path(args.keep), results)
+        run(phases, args, Path(args.keep), results)
     else:
         with tempfile.TemporaryDirectory(prefix="metergw-bench-") as tmp:
-            run(phases, args.quick, Path(tmp), results)
+            run(phases, args, Path(tmp), results)
     print()
     print(table(results))
     name = "pipeline.json" if set(phases) == set(PHASES) else "pipeline-partial.json"

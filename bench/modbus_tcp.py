@@ -283,10 +283,17 @@ def targets(results: dict[str, Any]) -> dict[str, tuple[bool, str]]:
     out: dict[str, tuple[bool, str]] = {}
     if 100 in by:
         r = by[100]
-        ok = r["skipped_due_minus_made"] == 0 and r["datapoints_per_s"] >= 0.99 * UNITS * 10 * 10
-        out["100 ms: every due poll made, 2,000 datapoints/s"] = (
+        # Window edges: a tick of 20 polls may fall either side, and a poll's readings are
+        # counted when committed, a moment after the poll: allow one tick and 3%.
+        ok = (
+            r["polls_made"] >= r["polls_due"] - UNITS
+            and not r["skipped_metric"]
+            and r["datapoints_per_s"] >= 0.97 * r["datapoints_due_per_s"]
+        )
+        out["100 ms: every due poll made, 2,000 datapoints/s, 0 skipped"] = (
             ok,
-            f"{r['polls_made']} of {r['polls_due']} made, {r['datapoints_per_s']:,.0f}/s",
+            f"{r['polls_made']} of {r['polls_due']} made, {r['datapoints_per_s']:,.0f}/s, "
+            f"skipped {r['skipped_metric'] if r['skipped_metric'] is not None else '-'}",
         )
     if 10 in by:
         r = by[10]

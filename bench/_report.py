@@ -136,11 +136,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append(("  lost", str(r["lost"]), "0"))
         rows.append(
             (
-                "  stored twice (buffer seqs; TSDB)",
+                "  stored twice (buffer rows; TSDB)",
                 f"{r['stored_twice_in_buffer']}; {r['listed_twice_by_tsdb']}",
                 "0; 0",
             )
         )
+        rows.append(("  seqs spent on events", str(r["seqs_not_readings"]), ""))
     return rows
 
 

@@ -32,7 +32,7 @@ TOPIC = "meters/v1/c1/readings"
 def start_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "gateway.forward.pipeline", "-c", str(config)],
+            [sys.executable, str(ROOT / "bench" / "_runner.py"), "-c", str(config)],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-HELP = "run the gateway daemon (stops cleanly on SIGTERM/SIGINT)"
+HELP = "run the gateway daemon (stops cleanly on SIGTERM/SIGINT, reloads its config on SIGHUP)"
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        # SIGHUP (systemctl reload): check the file again, apply what changed. Unhandled,
+        # it would end the daemon silently, with an exit systemd takes for a clean stop.
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
         try:
             await daemon.run()
         except DaemonError as exc:

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PKGS := protocols drivers gateway simulator
 
-.PHONY: demo test lint fmt bench venv system-deps clean
+.PHONY: demo test lint fmt bench venv system-deps dist clean
 
 # Debian's python3 needs python3-venv for this; as root we install it.
 $(PY):
@@ -18,7 +18,7 @@ $(PY):
 	  else echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; fi; }
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -63,5 +63,11 @@ bench: $(STAMP) system-deps
 	  echo "== $$b"; $(PY) $$b || exit 1; \
 	done
 
+# A wheel and an sdist in dist/: what docs/operations.md installs on a box.
+dist: $(STAMP)
+	rm -rf dist build *.egg-info
+	$(PY) -m build --outdir dist .
+	@ls -l dist
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var dist build *.egg-info

@@ -21,19 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.broker import BrokerStartError, EmbeddedBroker
-from gateway.buffer import Buffer, BufferError
+from gateway.buffer import Buffer, BufferError, WriteJob
 from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
 from gateway.config.southbound import meter_thresholds
-from gateway.forward import Forwarder, Sink, build_sinks
-from gateway.ingest import ConcentratorIngest
+from gateway.forward import Sink
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
+from gateway.model import Event, EventKind
+from gateway.notify import Notifier
+from gateway.services import Services
 from gateway.status import RecentEvents, RecentLogHandler, StatusModel, StatusServer, Tap
 from gateway.status.http import StatusServerError
 from gateway.validate import Validator
@@ -80,7 +82,10 @@ class Daemon:
         self.clean = True
         """False when a step of the shutdown ran out of time."""
         self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
         self._hard_deadline: float | None = None
+        self.notifier = Notifier.from_env()
+        """systemd's notify socket (a no-op outside a ``Type=notify`` unit)."""
 
     def _remaining(self, floor: float = 0.5) -> float:
         """Seconds left of the shutdown budget (at least ``floor``)."""
@@ -139,6 +144,8 @@ class Daemon:
                         raise DaemonError(str(exc)) from None
                     stack.push_async_callback(self.http.stop)
                 if cfg.embedded_broker.enabled:
+                    from gateway.demo.broker import BrokerStartError, EmbeddedBroker  # [demo] extra
+
                     broker = EmbeddedBroker(cfg.embedded_broker.host, cfg.embedded_broker.port)
                     try:
                         await broker.start()
@@ -196,44 +203,18 @@ class Daemon:
 
     async def _serve(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
         cfg = self.config
-        sinks = build_sinks(cfg, self.metrics)
-        self.status.sinks = [s.name for s in sinks]
+        services: Services | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 # A buffer whose committer died would make every later commit hang: the
                 # watcher raises instead, and the task group takes the daemon down.
                 watcher = tg.create_task(buffer.watch(), name="buffer-watch")
-                forwarders = [
-                    tg.create_task(
-                        Forwarder(buffer, s, self.metrics).run(), name=f"forward:{s.name}"
-                    )
-                    for s in sinks
-                ]
-                sources: list[asyncio.Task[Any]] = []
-                if cfg.buses:
-                    # The polling stack (drivers, pymodbus, pyserial: about 4 MB resident)
-                    # is loaded only where there are buses to poll.
-                    from gateway.scheduler import Scheduler
-
-                    scheduler = Scheduler(
-                        cfg, validator, self.metrics, profile_dirs=self.profile_dirs
-                    )
-                    self.status.scheduler = scheduler
-                    if resumed := scheduler.resume(self._last_stored):
-                        log.info("polling_resumed", meters=resumed)
-                    sources.append(tg.create_task(scheduler.run(), name="scheduler"))
-                if cfg.ingest is not None:
-                    # Ingest submits write jobs itself (a message's sequence mark
-                    # commits with its readings); they pass the validator too.
-                    ingest = ConcentratorIngest(
-                        cfg.ingest,
-                        validator,
-                        self.metrics,
-                        gateway_name=cfg.gateway.name,
-                        marks=buffer.marks(),
-                    )
-                    self.status.ingest = ingest
-                    sources.append(tg.create_task(ingest.run(), name="ingest"))
+                # Pings systemd's watchdog from this loop: a stalled loop gets restarted.
+                alive = tg.create_task(self.notifier.keep_alive(), name="watchdog")
+                services = Services(
+                    tg, buffer, validator, self.metrics, self.status, self.profile_dirs, cfg
+                )
+                services.start(self._last_stored)
                 self.started.set()
                 log.info(
                     "daemon_started",
@@ -241,11 +222,81 @@ class Daemon:
                     sinks=self.status.sinks,
                     status_url=self.http.url if self.http else None,
                 )
-                await self._stop.wait()
-                await self._shutdown(sources, forwarders, buffer, tap)
+                self.notifier.ready(self._status_line(services))
+                while True:
+                    await _first(self._stop.wait(), self._reload.wait())
+                    if self._stop.is_set():
+                        break
+                    self._reload.clear()
+                    await self._apply_reload(services, validator)
+                self.notifier.stopping("stopping")
+                await self._shutdown(services.sources, services.forwarders, buffer, tap)
                 watcher.cancel()
+                alive.cancel()
         finally:
-            await self._close_sinks(sinks)
+            if services is not None:
+                await self._close_sinks(services.sink_parts)
+
+    def request_reload(self) -> None:
+        """Read the config file again and apply what changed (SIGHUP; idempotent)."""
+        log.info("reload_requested", config=self.config_path)
+        self._reload.set()
+
+    async def _apply_reload(self, services: Services, store: Validator) -> None:
+        """Check the config file again; apply it if valid, else keep running as before."""
+        from gateway.config import check_config_file
+        from gateway.reload import plan_reload
+
+        path = self.config_path
+        self.notifier.reloading(f"reloading {path}")
+        now_ms = int(time.time() * 1000)
+        checked = await asyncio.to_thread(check_config_file, path) if path else None
+        if checked is None or checked.config is None:
+            problems = [str(p) for p in checked.problems] if checked else ["no config file"]
+            for problem in problems:
+                log.error("config_reload_problem", problem=problem)
+            log.error("config_reload_rejected", config=path, problems=len(problems))
+            event = Event(
+                EventKind.CONFIG_RELOAD_REJECTED,
+                now_ms,
+                self.config.gateway.name,
+                f"{len(problems)} problem(s) in the new config, the running one is kept: "
+                f"{problems[0]}",
+                {"config": path, "problems": "\n".join(problems)[:4000]},
+            )
+        else:
+            plan = plan_reload(self.config, checked.config)
+            try:
+                await services.apply(plan)
+            except Exception as exc:  # a part that cannot start: say so, keep the rest
+                log.exception("config_reload_failed", config=path)
+                plan_text = f"reload failed: {exc}"
+            else:
+                plan_text = plan.describe()
+                self.config = plan.config
+                # Meters' and profiles' thresholds follow their buses; [validation] waits.
+                cfg = self.config
+                store.use_thresholds(meter_thresholds(cfg.validation, cfg.buses, self.profile_dirs))
+            log.info("config_reloaded", config=path, applied=plan_text)
+            if plan.needs_restart:
+                log.warning("config_change_needs_restart", sections=list(plan.needs_restart))
+            event = Event(
+                EventKind.CONFIG_RELOADED,
+                now_ms,
+                self.config.gateway.name,
+                plan_text,
+                {"config": path},
+            )
+        # The event is kept like any other; the reload does not wait for its commit.
+        store.submit(WriteJob(events=[event], origin="daemon")).add_done_callback(_logged)
+        self.notifier.ready(self._status_line(services))
+
+    def _status_line(self, services: Services) -> str:
+        """One line for ``systemctl status``."""
+        sched = services.scheduler
+        buses = len(sched.buses) if sched is not None else 0
+        ingest = "ingest on" if services.ingest is not None else "no ingest"
+        return f"serving: {buses} bus(es), {ingest}, sinks {', '.join(services.sinks) or 'none'}"
 
     async def _close_sinks(self, sinks: Sequence[Sink]) -> None:
         async def close(sink: Sink) -> None:
@@ -315,6 +366,21 @@ class Daemon:
                 tasks=sorted(t.get_name() for t in pending),
                 stuck_at=[where_suspended(t) for t in pending],
             )
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return when the first of ``waits`` returns; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _logged(fut: asyncio.Future[WriteJob]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.error("event_not_stored", error=str(fut.exception()))
 
 
 def where_suspended(task: asyncio.Task[Any]) -> str:

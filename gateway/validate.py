@@ -138,13 +138,19 @@ class Validator:
         self._dirty: set[tuple[str, str]] = set()
         """References changed since they were last handed to the buffer."""
         self._default = Limits.of(config or ValidationConfig())
-        self._per_meter = {m: Limits.of(c) for m, c in (per_meter or {}).items()}
+        self._per_meter: dict[str, Limits] = {}
+        self.use_thresholds(per_meter or {})
         self._last: Latest = {}
 
     @property
     def healthy(self) -> bool:
         """Whether the buffer behind is committing (see :class:`JobStore`)."""
         return self._inner.healthy
+
+    def use_thresholds(self, per_meter: Mapping[str, ValidationConfig]) -> None:
+        """Check these meters against their own thresholds from now on (a reload); the
+        others against the defaults."""
+        self._per_meter = {m: Limits.of(c) for m, c in per_meter.items()}
 
     def limits(self, meter: str) -> Limits:
         """The thresholds ``meter`` is checked against."""

@@ -43,6 +43,7 @@ Errors are :class:`ProfileError` naming the file and the key, e.g.
 from __future__ import annotations
 
 import enum
+import importlib.resources
 import itertools
 import math
 import struct
@@ -55,8 +56,19 @@ from typing import Any, Final
 
 from protocols.quantities import QUANTITIES
 
-BUILTIN_PROFILE_DIR: Final = Path(__file__).resolve().parent.parent / "config" / "profiles"
-"""The repository's own profiles, found relative to this package."""
+
+def _packaged_profile_dir() -> Path:
+    # The wheel ships the repository's config/ as the data package metergw_data;
+    # a source tree used without installing has it next to this package.
+    try:
+        data = importlib.resources.files("metergw_data")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "config" / "profiles"
+    return Path(str(data / "profiles"))
+
+
+BUILTIN_PROFILE_DIR: Final = _packaged_profile_dir()
+"""The profiles that come with metergw (``config/profiles/`` in the repository)."""
 
 
 class ProfileError(ValueError):
@@ -239,7 +251,7 @@ def load_profile(path: str | Path) -> ModbusProfile:
 
 
 def profile_search_path(search_dirs: Iterable[str | Path] = ()) -> list[Path]:
-    """The caller's directories, then the repository's ``config/profiles``."""
+    """The caller's directories, then the packaged profiles."""
     dirs = [Path(d) for d in search_dirs]
     if BUILTIN_PROFILE_DIR not in dirs:
         dirs.append(BUILTIN_PROFILE_DIR)
@@ -251,7 +263,7 @@ def resolve_profile(name: str, search_dirs: Iterable[str | Path] = ()) -> Modbus
 
     A value containing a path separator or ending in ``.toml`` is a path.
     Otherwise the caller's ``search_dirs`` are tried in order, then the
-    repository's ``config/profiles/``.
+    profiles that come with metergw.
     """
     if "/" in name or name.endswith(".toml"):
         return load_profile(name)

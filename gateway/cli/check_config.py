@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "validate a config file; print every problem and exit 2, or a summary and exit 0"
+HELP = (
+    "validate a config file: print every problem at once and exit 2, or a summary "
+    "(and any warnings) and exit 0"
+)
 
 EXIT_CONFIG = 2
 
@@ -15,19 +18,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.config import ConfigError, load_config
+    from gateway.config import check_config_file
 
-    try:
-        cfg = load_config(args.file)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    checked = check_config_file(args.file)
+    for problem in (*checked.problems, *checked.warnings):
+        print(problem, file=sys.stderr)
+    cfg = checked.config
+    if cfg is None:
         return EXIT_CONFIG
     meters = sum(len(b.meters) for b in cfg.buses)
     sinks = [name for name in ("influx", "mqtt", "local") if getattr(cfg.sinks, name) is not None]
+    warned = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
     print(
         f"{args.file}: ok: gateway {cfg.gateway.name!r}, {len(cfg.buses)} buses, "
         f"{meters} meters, {len(cfg.poll_groups)} poll groups, "
-        f"ingest {'on' if cfg.ingest else 'off'}, sinks {', '.join(sinks) or 'none'}"
+        f"ingest {'on' if cfg.ingest else 'off'}, sinks {', '.join(sinks) or 'none'}{warned}"
     )
     return 0

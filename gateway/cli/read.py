@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,24 +20,58 @@ from typing import Any
 HELP = "read a meter once (DL/T 645 data identifiers or a Modbus profile) and print the values"
 
 PROTOCOLS = ("dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp")
+_MAX_SECONDS = 3600.0
 
 
 class UsageError(Exception):
     """Arguments that do not fit together."""
 
 
+def seconds(text: str) -> float:
+    """argparse type: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= _MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0 s (at most {_MAX_SECONDS:g} s)")
+    return value
+
+
+def _bounded(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value}: {what} must be {low}..{high}")
+        return value
+
+    return parse
+
+
 def add_link_arguments(p: argparse.ArgumentParser, *, timeout: float) -> None:
-    """The link options ``read`` and ``scan`` share."""
+    """The link options ``read`` and ``scan`` share; nonsense (a timeout of -1, a baud
+    rate of 0) is refused by argparse with exit status 2."""
     link = p.add_mutually_exclusive_group(required=True)
     link.add_argument("--serial", metavar="DEV", help="serial port (e.g. /dev/ttyUSB0)")
     link.add_argument("--tcp", metavar="HOST:PORT", help="TCP endpoint (DTU or Modbus TCP)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="dlt645-2007")
-    p.add_argument("--baud", type=int, help="baud rate (2400 for DL/T 645, 9600 for Modbus)")
+    p.add_argument(
+        "--baud",
+        type=_bounded(50, 4_000_000, "the baud rate"),
+        help="baud rate (2400 for DL/T 645, 9600 for Modbus)",
+    )
     p.add_argument(
         "--parity", choices=("N", "E", "O"), help="parity (E for DL/T 645, N for Modbus)"
     )
-    p.add_argument("--timeout", type=float, default=timeout, help="reply timeout in seconds")
-    p.add_argument("--retries", type=int, default=0, help="retries after a timeout")
+    p.add_argument(
+        "--timeout", type=seconds, default=timeout, help=f"reply timeout in seconds ({timeout:g})"
+    )
+    p.add_argument(
+        "--retries", type=_bounded(0, 10, "retries"), default=0, help="retries after a timeout"
+    )
     p.add_argument("--profile-dir", action="append", default=[], type=Path, help="profile folder")
 
 
@@ -47,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--di", action="append", default=[], help="data identifier (hex) or quantity key"
     )
-    p.add_argument("--unit", type=int, help="Modbus unit id")
+    p.add_argument("--unit", type=_bounded(0, 247, "a Modbus unit id"), help="Modbus unit id")
     p.add_argument("--profile", help="Modbus profile name or path")
     p.add_argument("--key", action="append", default=[], help="Modbus: only these quantity keys")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -95,8 +129,14 @@ def dlt645_session(args: argparse.Namespace) -> Any:
 
 def modbus_session(args: argparse.Namespace) -> Any:
     """A Modbus session (RTU on serial, TCP, or RTU over TCP) for the arguments."""
+    import logging
+
     from drivers.modbus import ModbusSession
 
+    # pymodbus logs every timeout as an error with frame dumps (and debug lines
+    # when something set the root logger to debug); our own messages name each
+    # failure, so its logging is only noise here.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     if args.serial:
         if args.protocol == "modbus-tcp":
             raise UsageError("--protocol modbus-tcp needs --tcp")
@@ -210,13 +250,46 @@ def print_rows(rows: Sequence[Row], args: argparse.Namespace, meter: str) -> Non
         print(f"{r.item:<{widths[0]}}  {r.key:<{widths[1]}}  {r.value:>{widths[2]}}  {r.unit}")
 
 
-def describe_error(exc: Exception, meter: str, link: str) -> str:
-    """The error's message, naming the meter and the link once each."""
+def describe_error(exc: Exception, meter: str, args: argparse.Namespace) -> str:
+    """The error's message, naming the meter (if any) and the link once each, and for a link
+    that cannot be opened, why (connection refused, timed out, no such device)."""
+    from drivers.errors import LinkError
+
+    link = link_of(args)
+    who = f"{meter} on {link}" if meter else link
+    if isinstance(exc, LinkError) and "cannot" in str(exc):
+        return f"{who}: cannot connect: {link_failure(exc.__cause__, args)}"
     text = str(exc)
     name = meter.split(" ", 1)[-1]
     if name in text and link in text:
         return text
-    return f"{meter} on {link}: {text}"
+    return f"{who}: {text.removeprefix(f'{link}: ')}"
+
+
+def link_failure(cause: BaseException | None, args: argparse.Namespace) -> str:
+    """Why a link did not open, in words: from the driver's cause, or, when the driver
+    kept it to itself (pymodbus does), from trying the port or the address again."""
+    import os
+    import socket
+
+    if cause is None:
+        try:
+            if args.serial:
+                os.close(os.open(args.serial, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+            else:
+                socket.create_connection(parse_tcp(args.tcp), timeout=args.timeout).close()
+        except OSError as exc:
+            cause = exc
+        else:
+            return "the driver gave up, though the link opens now (try again)"
+    connect_timeout = args.timeout if args.protocol.startswith("modbus") else max(args.timeout, 1)
+    if isinstance(cause, TimeoutError):
+        return f"timed out after {connect_timeout:g} s"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host name ({cause.strerror})"
+    if isinstance(cause, OSError) and cause.errno:
+        return os.strerror(cause.errno).lower()
+    return str(cause) or type(cause).__name__
 
 
 def run(args: argparse.Namespace) -> int:
@@ -231,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"metergw read: {exc}", file=sys.stderr)
         return 2
     except DriverError as exc:
-        print(f"metergw read: {describe_error(exc, meter, link_of(args))}", file=sys.stderr)
+        print(f"metergw read: {describe_error(exc, meter, args)}", file=sys.stderr)
         return 1
     print_rows(rows, args, args.addr if not modbus else str(args.unit))
     return 0

@@ -28,6 +28,7 @@ from pydantic_core import PydanticUndefined
 
 SCHEMA_PATH = "config/schema.json"
 DOCS_PATH = "docs/configuration.md"
+QUANTITIES_PATH = "docs/quantities.md"
 _DURATION_PATTERN = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)?\s*$"
 
 
@@ -233,8 +234,10 @@ _INTRO = """\
 models' docstrings, not this file. A test fails when it is out of date. -->
 
 metergw reads one TOML file (`metergw run -c FILE`). Check a file without
-starting anything with `metergw check-config FILE`: every problem is printed as
-`FILE: section.key: message` and the exit status is 2. Editors that read JSON
+starting anything with `metergw check-config FILE`: every problem in the file
+is printed at once, one line each as `FILE: section.key: message`, and the exit
+status is 2. Lines starting `warning:` (a meter in no poll group, a file with
+no source of readings or no sink) do not fail the check. Editors that read JSON
 Schema for TOML (taplo, Even Better TOML) can validate as you type with
 [`config/schema.json`](../config/schema.json).
 
@@ -245,6 +248,11 @@ Schema for TOML (taplo, Even Better TOML) can validate as you type with
   the file this way; they are never logged.
 - **Durations** are a number of seconds or a string with a unit: `"500ms"`,
   `"10s"`, `"15m"`, `"2h"`, `"1d"`.
+- **Paths** (`gateway.state_dir`, `buffer.path`, `sinks.local.path`, a serial
+  `port`, a Modbus `profile` given as a path, any other file) are relative to the
+  folder of the config file, not to the directory metergw was started from.
+- **Quantity keys** are listed in [quantities.md](quantities.md); a misspelt
+  key or quantity gets a "did you mean" from `metergw check-config`.
 - **Times** are stored in UTC; meter clocks are converted with
   `gateway.timezone` or the meter's own `timezone`.
 - Examples: [`config/demo.toml`](../config/demo.toml) (what `make demo` runs).
@@ -263,6 +271,53 @@ def reference_markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+_QUANTITIES_INTRO = """\
+# Quantity keys
+
+<!-- Generated from protocols/quantities.py by `metergw schema --write`; a test
+fails when it is out of date. -->
+
+Every reading is named by one of these keys, whatever protocol it came from.
+Use them in `[poll_groups.NAME] quantities`, `[validation.ranges]`, Modbus
+profiles and concentrator payloads; `metergw check-config` rejects any other
+key and suggests the closest one. *Cumulative* quantities are registers that
+never go backwards (checked for spikes and rollovers). The DL/T 645 columns give
+the data identifier a poll reads for the key alone (several keys of one block,
+such as the tariffs or the three voltages, are read together with the block's
+`...FF..` identifier); "-" means the variant has none (metergw computes
+`meter_clock_drift_s` from the meter's clock).
+"""
+
+
+def quantities_markdown() -> str:
+    """The whole ``docs/quantities.md``: one row per key of the quantity registry."""
+    from drivers.dlt645.plan import UnmappedKeys, plan_dis
+    from protocols.dlt645 import Variant, format_di
+    from protocols.quantities import QUANTITIES
+
+    def di(key: str, variant: Variant) -> str:
+        try:
+            return " ".join(f"`{format_di(d, variant)}`" for d in plan_dis([key], variant))
+        except UnmappedKeys:
+            return "-"
+
+    lines = [
+        _QUANTITIES_INTRO,
+        "| key | unit | cumulative | meaning | DL/T 645-2007 | DL/T 645-1997 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for q in QUANTITIES.values():
+        lines.append(
+            f"| `{q.key}` | {q.unit or '-'} | {'yes' if q.cumulative else ''} | "
+            f"{_cell(q.description)} | {di(q.key, Variant.V2007)} | {di(q.key, Variant.V1997)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def outputs(root: Path) -> dict[Path, str]:
     """Each generated file under ``root`` and what it must contain."""
-    return {root / SCHEMA_PATH: schema_text(), root / DOCS_PATH: reference_markdown()}
+    return {
+        root / SCHEMA_PATH: schema_text(),
+        root / DOCS_PATH: reference_markdown(),
+        root / QUANTITIES_PATH: quantities_markdown(),
+    }

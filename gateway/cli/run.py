@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-HELP = "run the gateway daemon (stops cleanly on SIGTERM/SIGINT)"
+HELP = "run the gateway daemon (stops cleanly on SIGTERM/SIGINT, reloads its config on SIGHUP)"
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -31,14 +31,14 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway import logs
-    from gateway.config import ConfigError, load_config
+    from gateway.config import check_config_file
     from gateway.daemon import Daemon, DaemonError
     from gateway.runtime import tune_gc, tune_malloc
 
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
+    checked = check_config_file(args.config)
+    cfg = checked.config
+    if cfg is None:
+        for problem in checked.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(cfg.logging.level, cfg.logging.format, cfg.logging.components)
@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     tune_gc()
 
     log = logs.get_logger("daemon")
+    for warning in checked.warnings:
+        log.warning("config_warning", where=warning.location, message=warning.message)
 
     async def main() -> int:
         daemon = Daemon(cfg, config_path=args.config)
@@ -67,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        # SIGHUP (systemctl reload): check the file again, apply what changed. Unhandled,
+        # it would end the daemon silently, with an exit systemd takes for a clean stop.
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
         try:
             await daemon.run()
         except DaemonError as exc:

@@ -1,8 +1,9 @@
 """``metergw schema``: the config file's JSON Schema and its reference page.
 
-``metergw schema`` prints the JSON Schema; ``--write`` updates
-``config/schema.json`` and ``docs/configuration.md``; ``--check`` exits 1 when
-either is stale (a test runs the same check). See :mod:`gateway.cli.reference`.
+``metergw schema`` prints the JSON Schema and ``--quantities`` the table of
+quantity keys; ``--write`` updates ``config/schema.json``,
+``docs/configuration.md`` and ``docs/quantities.md``; ``--check`` exits 1 when
+any is stale (a test runs the same check). See :mod:`gateway.cli.reference`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,24 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "print the config JSON Schema, or write/check config/schema.json and docs/configuration.md"
+HELP = (
+    "print the config JSON Schema or the quantity keys, or write/check config/schema.json, "
+    "docs/configuration.md and docs/quantities.md"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true", help="write every generated reference file")
     g.add_argument(
-        "--write", action="store_true", help="write config/schema.json and docs/configuration.md"
+        "--quantities", action="store_true", help="print the quantity keys (docs/quantities.md)"
     )
-    g.add_argument("--check", action="store_true", help="exit 1 if either file is out of date")
+    g.add_argument("--check", action="store_true", help="exit 1 if any of them is out of date")
     p.add_argument("--root", default=".", help="the repository root (default: current directory)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.cli.reference import outputs, schema_text
+    from gateway.cli.reference import outputs, quantities_markdown, schema_text
 
     root = Path(args.root)
     if args.write:
@@ -42,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
         for p in stale:
             print(f"{p}: out of date; run 'metergw schema --write'", file=sys.stderr)
         return 1 if stale else 0
-    sys.stdout.write(schema_text())
+    sys.stdout.write(quantities_markdown() if args.quantities else schema_text())
     return 0

@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 HELP = "show the running gateway's buses, meters, buffer and recent events"
 
 DEFAULT_URL = "http://127.0.0.1:8181"
 EXIT_NO_ANSWER = 1
+_UNLIMITED = 100_000
+"""Columns to measure the tables' natural width in."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help=f"the daemon's status API (default {DEFAULT_URL})")
+    p.add_argument(
+        "--url",
+        default=None,
+        help=f"the daemon's status API, e.g. 127.0.0.1:8181 (default {DEFAULT_URL})",
+    )
     p.add_argument(
         "-c", "--config", metavar="FILE", help="take the status address from this config file"
     )
@@ -25,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _base_url(args: argparse.Namespace) -> str:
     if args.url:
-        return str(args.url).rstrip("/")
+        url = str(args.url).rstrip("/")
+        return url if "://" in url else f"http://{url}"  # "127.0.0.1:8181" as typed
     if args.config:
         from gateway.config import load_config
 
@@ -67,9 +79,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    from rich.console import Console
-
     from gateway.status.render import status_view
 
-    Console().print(status_view(doc))
+    view = status_view(doc)
+    _console(view).print(view)
     return 0
+
+
+def _console(view: RenderableType) -> Console:
+    """A terminal's own width; through a pipe or into a file, as wide as the tables
+    need (never wrapped at 80 columns), unless ``COLUMNS`` says otherwise."""
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    wide = Console(width=_UNLIMITED, color_system=None)
+    return Console(width=max(80, wide.measure(view).maximum))

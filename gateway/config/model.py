@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import socket
 import zoneinfo
-from typing import Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from gateway.config.base import Duration, Section
+from gateway.config.base import ConfigPath, Duration, Section, did_you_mean
 from gateway.config.northbound import BufferConfig, IngestConfig, SinksConfig
 from gateway.config.ops import HttpConfig, LoggingConfig
 from gateway.config.southbound import BusConfig, PollGroupConfig
 from gateway.config.validation import ValidationConfig
 
 
-def _check_timezone(name: str) -> str:
+def check_timezone(name: str) -> str:
+    """``name`` if it is an IANA time zone; ValueError naming it (and a close match) if not."""
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
+        hint = did_you_mean(name, zoneinfo.available_timezones())
+        raise ValueError(f"unknown time zone {name!r}" + (f"; {hint}" if hint else "")) from None
     return name
 
 
@@ -29,12 +30,13 @@ class GatewaySection(Section):
     name: str = Field(default_factory=socket.gethostname)
     timezone: str = "Asia/Shanghai"
     """Default time zone of meter clocks (DL/T 645 meters keep local time)."""
-    state_dir: str = "/var/lib/metergw"
-    """Where the buffer and other state live (the systemd unit's StateDirectory)."""
+    state_dir: ConfigPath = "/var/lib/metergw"
+    """Where the buffer and other state live (the systemd unit's StateDirectory);
+    a relative path is relative to the config file."""
     shutdown_timeout: Duration = 10.0
     """On SIGTERM, the longest the daemon takes to commit, flush and close before it exits."""
 
-    _tz = field_validator("timezone")(_check_timezone)
+    _tz = field_validator("timezone")(check_timezone)
 
 
 class EmbeddedBrokerConfig(Section):
@@ -53,6 +55,9 @@ class EmbeddedBrokerConfig(Section):
 class Config(Section):
     """A whole metergw config file."""
 
+    # The schema only: load_config() also checks references between sections
+    # (gateway.config.checks) and the meters' quantities, in the same pass.
+
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
@@ -63,32 +68,6 @@ class Config(Section):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     poll_groups: dict[str, PollGroupConfig] = Field(default_factory=dict)
     buses: list[BusConfig] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _check_references(self) -> Self:
-        problems: list[str] = []
-        bus_names: set[str] = set()
-        meter_ids: set[str] = set()
-        for b, bus in enumerate(self.buses):
-            if bus.name in bus_names:
-                problems.append(f"buses[{b}].name: duplicate bus name {bus.name!r}")
-            bus_names.add(bus.name)
-            for m, meter in enumerate(bus.meters):
-                where = f"buses[{b}].meters[{m}]"
-                if meter.meter_id in meter_ids:
-                    problems.append(f"{where}: duplicate meter id {meter.meter_id!r}")
-                meter_ids.add(meter.meter_id)
-                for group in meter.poll:
-                    if group not in self.poll_groups:
-                        problems.append(f"{where}.poll: no poll group named {group!r}")
-                if meter.timezone is not None:
-                    try:
-                        _check_timezone(meter.timezone)
-                    except ValueError as exc:
-                        problems.append(f"{where}.timezone: {exc}")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
 
     def buffer_path(self) -> str:
         """Where the buffer database lives."""

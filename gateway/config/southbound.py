@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from gateway.config.base import Duration, Section
+from gateway.config.base import ConfigPath, Duration, ProfileRef, Section, did_you_mean
 from gateway.config.validation import ValidationConfig, ValidationOverride, profile_override
 from protocols.quantities import QUANTITIES
 
@@ -20,7 +20,7 @@ _ADDRESS = re.compile(r"[0-9]{12}")
 class SerialLink(Section):
     """A serial port. Prefer stable ``/dev/serial/by-id/...`` names."""
 
-    port: str
+    port: ConfigPath
     baud: int = Field(default=2400, gt=0)
     parity: Literal["N", "E", "O"] = "E"
     bytesize: Literal[7, 8] = 8
@@ -44,7 +44,7 @@ class MeterConfig(Section):
     """DL/T 645: the 12-digit meter address, as printed on the nameplate."""
     unit: int | None = Field(default=None, ge=0, le=247)
     """Modbus: the unit (device) id."""
-    profile: str | None = None
+    profile: ProfileRef | None = None
     """Modbus: the register-map profile name (``config/profiles/NAME.toml``) or path."""
     poll: list[str] = Field(default_factory=list)
     """Names of the poll groups this meter is read with."""
@@ -52,6 +52,15 @@ class MeterConfig(Section):
     """Time zone of the meter's clock; defaults to ``gateway.timezone``."""
     validation: ValidationOverride | None = None
     """VEE thresholds of this meter, over its profile's and the ``[validation]`` ones."""
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_path_from_config_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A relative profile path means the config file's folder, wherever the daemon runs.
+        base = (info.context or {}).get("base_dir")
+        if value and base is not None and ("/" in value or value.endswith(".toml")):
+            return str(Path(base) / value)  # an absolute value stays as it is
+        return value
 
     @model_validator(mode="after")
     def _check_address(self) -> Self:
@@ -167,11 +176,18 @@ class PollGroupConfig(Section):
 
     @model_validator(mode="after")
     def _check_quantities(self) -> Self:
+        problems: list[str] = []
         unknown = [k for k in self.quantities if k not in QUANTITIES]
         if unknown:
-            raise ValueError(f"unknown quantity key(s): {', '.join(map(repr, unknown))}")
+            named = []
+            for key in unknown:
+                hint = did_you_mean(key, QUANTITIES)
+                named.append(f"{key!r} ({hint})" if hint else repr(key))
+            problems.append(f"unknown quantity key(s): {', '.join(named)}")
         if self.interval <= 0:
-            raise ValueError("interval must be > 0")
+            problems.append("interval must be > 0")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 

@@ -11,11 +11,16 @@ every retry decision is ours. Errors, by HTTP status:
 - 400, 413, 422: the batch is split in halves until the refused points are
   alone; only those are reported as rejected (quarantined), the rest written;
 - 401, 403: :class:`SinkAuthError` (alarm; the data stays buffered).
+
+``https://`` URLs use the ``tls`` table's CA, client certificate and key (or
+the system trust store); a refused token or an untrusted certificate is kept
+as ``refused`` for ``/readyz`` until a write goes through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import urllib3
@@ -27,9 +32,14 @@ from influxdb_client.rest import ApiException
 from gateway.buffer import Batch
 from gateway.config.model import Config
 from gateway.config.northbound import InfluxSinkConfig
+from gateway.config.security import client_ssl_context
 from gateway.forward.lineproto import event_lines, reading_lines
 from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
+from gateway.ingest.login import describe_connect_error
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
+
+log = get_logger("forward")
 
 _MS: Any = WritePrecision.MS  # a str constant the library's annotations call an enum
 _SPLIT = frozenset({400, 413, 422})
@@ -50,6 +60,25 @@ def _retry_after(exc: ApiException) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error under a failed request, if there is one.
+
+    influxdb-client raises ``ApiException(status=0)`` while handling urllib3's
+    ``SSLError``, which wraps the ``ssl`` error in its arguments: search the
+    chain (context, cause, a ``reason``, the arguments), a few levels deep.
+    """
+    todo: list[BaseException] = [exc]
+    for _ in range(12):
+        if not todo:
+            return None
+        seen = todo.pop(0)
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        linked = [seen.__cause__, seen.__context__, getattr(seen, "reason", None), *seen.args]
+        todo += [e for e in linked if isinstance(e, BaseException)]
+    return None
+
+
 class InfluxSink:
     """Writes readings (measurement from config) and events (``metergw_event``)."""
 
@@ -59,11 +88,24 @@ class InfluxSink:
         self.flush_interval = config.flush_interval
         self._config = config
         self._metrics = metrics
+        self.refused: str | None = None
+        """Why the server does not take our writes (token refused, TLS failed), for ``/readyz``."""
+        tls: dict[str, Any] = {}
+        if config.uses_tls:
+            # Our own context carries the CA, the client certificate and ``insecure``;
+            # verify_ssl must agree with it (urllib3 sets the context's verify mode from it).
+            insecure = config.tls is not None and config.tls.insecure
+            tls = {"ssl_context": client_ssl_context(config.tls), "verify_ssl": not insecure}
+            if insecure:
+                log.warning("tls_verification_disabled", url=config.url, part=f"sink {name}")
+                # Said once here; urllib3 would repeat it as a Python warning per request.
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         self._client = InfluxDBClient(
             url=config.url,
-            token=config.token.get_secret_value(),
+            token=config.token_value(),
             org=config.org,
             timeout=int(config.timeout * 1000),
+            **tls,
         )
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
@@ -82,17 +124,27 @@ class InfluxSink:
             )
         except ApiException as exc:
             status = int(exc.status or 0)
+            if status == 0 and (tls := _tls_error(exc)) is not None:
+                self.refused = f"{self._config.url}: {describe_connect_error(tls)}"
+                raise SinkUnavailable(self.refused, None, "tls") from None
             message = str(getattr(exc, "message", "") or exc.reason or "")[:300]
             if status in _SPLIT:
+                self.refused = None  # the server took our token; it refused the points
                 raise _Refused(f"HTTP {status}: {message}") from None
             if status in _AUTH:
-                raise SinkAuthError(f"{self._config.url}: HTTP {status}: {message}") from None
+                self.refused = f"{self._config.url} refused the token: HTTP {status}: {message}"
+                raise SinkAuthError(self.refused) from None
             kind = "throttled" if status == 429 else f"http_{status // 100}xx" if status else "io"
             raise SinkUnavailable(
                 f"{self._config.url}: HTTP {status}: {message}", _retry_after(exc), kind
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            tls = _tls_error(exc)
+            if tls is not None:
+                self.refused = f"{self._config.url}: {describe_connect_error(tls)}"
+                raise SinkUnavailable(self.refused, None, "tls") from None
             raise SinkUnavailable(f"{self._config.url}: {exc}", None, "connection") from None
+        self.refused = None
 
     async def write(self, batch: Batch) -> WriteResult:
         """Write the batch as one request; bisect around points the server refuses."""

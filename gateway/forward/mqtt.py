@@ -22,12 +22,16 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 import orjson
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.buffer import Batch
 from gateway.buffer.rows import EVENT_COLUMNS, READING_COLUMNS
 from gateway.config.model import Config
 from gateway.config.northbound import MqttSinkConfig
-from gateway.forward.sink import SinkUnavailable, WriteResult
+from gateway.config.security import client_ssl_context
+from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
+from gateway.ingest.login import BROKER_BUSY, describe_connect_error
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Quality
@@ -50,6 +54,11 @@ class MqttSink:
         self._topic = f"{config.topic_prefix.rstrip('/')}/{gateway}"
         self._client: aiomqtt.Client | None = None
         self._quality: dict[int, list[str]] = {}
+        self.refused: str | None = None
+        """Why the broker does not let us in (login refused, TLS failed), for ``/readyz``."""
+        b = config.broker
+        if b.uses_tls and b.tls is not None and b.tls.insecure:
+            log.warning("tls_verification_disabled", broker=b.url, part=f"sink {name}")
 
     @classmethod
     def from_config(cls, config: Config, metrics: Metrics) -> MqttSink | None:
@@ -61,22 +70,33 @@ class MqttSink:
         if self._client is not None:
             return self._client
         b = self._config.broker
-        url = urlsplit(b.url)
-        tls = url.scheme == "mqtts"
+        url = urlsplit(b.url)  # validation took any credentials out of it
         client = aiomqtt.Client(
             url.hostname or "localhost",
-            url.port or (8883 if tls else 1883),
+            url.port or (8883 if b.uses_tls else 1883),
             username=b.username,
             password=b.password.get_secret_value() if b.password else None,
             identifier=b.client_id or f"metergw-{self._gateway}-northbound",
             keepalive=b.keepalive,
-            tls_context=ssl.create_default_context() if tls else None,
+            tls_context=client_ssl_context(b.tls) if b.uses_tls else None,
             timeout=10.0,
         )
         try:
             await client.__aenter__()
+        except MqttConnectError as exc:  # CONNACK with a refusal
+            code = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+            if code in BROKER_BUSY:
+                raise SinkUnavailable(f"{b.url}: {exc}", None, "connection") from None
+            self.refused = f"broker {b.url} refused the login (user {b.username!r}): {exc}"
+            raise SinkAuthError(self.refused) from None
         except aiomqtt.MqttError as exc:
+            # aiomqtt raises ``MqttError(str(error))`` from None: the error is the context.
+            cause = exc.__context__
+            if isinstance(cause, ssl.SSLError):
+                self.refused = f"broker {b.url}: {describe_connect_error(cause)}"
+                raise SinkUnavailable(self.refused, None, "tls") from None
             raise SinkUnavailable(f"{b.url}: {exc}", None, "connection") from None
+        self.refused = None
         self._client = client
         return client
 

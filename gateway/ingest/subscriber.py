@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +41,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.buffer import JobStore, Outcome, QuarantineEntry, WriteJob
 from gateway.config.northbound import IngestConfig
+from gateway.config.security import client_ssl_context
 from gateway.ingest.decode import Decoded, TimeWindow, decode_message, message_job, reason_kind
+from gateway.ingest.login import BrokerLogin
 from gateway.ingest.sequence import SequenceTracker
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -132,11 +134,12 @@ class ConcentratorIngest:
         self._config = config
         self._store = acceptor
         self._metrics = metrics
-        url = urlsplit(config.broker.url)
+        url = urlsplit(config.broker.url)  # validation took any credentials out of it
         self._host = url.hostname or "localhost"
-        self._tls = url.scheme == "mqtts"
+        self._tls = config.broker.uses_tls
         self._port = url.port or (8883 if self._tls else 1883)
         self.client_id = config.broker.client_id or f"metergw-{gateway_name}-ingest"
+        self._login = BrokerLogin(config.broker, self.client_id, acceptor)
         self._generation = 0
         self._index = 0
         self._held: list[_Message] = []
@@ -156,6 +159,11 @@ class ConcentratorIngest:
         """True while the MQTT session is up."""
         return self._connected
 
+    @property
+    def refused(self) -> str | None:
+        """Why the broker does not let us in (login refused, TLS failed), for ``/readyz``."""
+        return self._login.refused
+
     def _client(self, loop: asyncio.AbstractEventLoop) -> mqtt.Client:
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -168,20 +176,34 @@ class ConcentratorIngest:
         if b.username:
             c.username_pw_set(b.username, b.password.get_secret_value() if b.password else None)
         if self._tls:
-            c.tls_set_context(ssl.create_default_context())
+            c.tls_set_context(client_ssl_context(b.tls))
         c.reconnect_delay_set(min_delay=1, max_delay=30)
         topics = [(t, 1) for t in self._config.topics]
+        answered = [False]  # a CONNACK came on this connection attempt (paho's thread only)
+
+        def on_pre_connect(_c: mqtt.Client, _u: Any) -> None:
+            answered[0] = False
 
         def on_connect(client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            answered[0] = True
             if rc.is_failure:
                 loop.call_soon_threadsafe(self._set_connected, False, str(rc))
+                loop.call_soon_threadsafe(self._login.connack_refused, int(rc.value), str(rc))
                 return
             self._generation += 1  # before any message of this connection arrives
             client.subscribe(topics)
+            loop.call_soon_threadsafe(self._login.connected)
             loop.call_soon_threadsafe(self._set_connected, True, "")
+
+        def on_connect_fail(_c: mqtt.Client, _u: Any) -> None:
+            # paho calls this inside its ``except OSError`` around the connect and passes
+            # no exception: the one being handled says what went wrong (TLS, refused...).
+            loop.call_soon_threadsafe(self._login.connect_failed, sys.exc_info()[1])
 
         def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
             loop.call_soon_threadsafe(self._set_connected, False, str(rc))
+            if not answered[0]:
+                loop.call_soon_threadsafe(self._login.closed_before_connack)
 
         def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
             payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
@@ -191,7 +213,9 @@ class ConcentratorIngest:
                 self._on_message, m.topic, payload, m.mid, m.qos, self._generation
             )
 
+        c.on_pre_connect = on_pre_connect
         c.on_connect = on_connect
+        c.on_connect_fail = on_connect_fail
         c.on_disconnect = on_disconnect
         c.on_message = on_message
         return c
@@ -202,7 +226,12 @@ class ConcentratorIngest:
         self._mqtt = self._client(loop)
         self._mqtt.connect_async(self._host, self._port, self._config.broker.keepalive)
         self._mqtt.loop_start()
-        log.info("ingest_started", broker=self._config.broker.url, client_id=self.client_id)
+        b = self._config.broker
+        log.info(  # the URL holds no password: validation moved it to ``password``
+            "ingest_started", broker=b.url, client_id=self.client_id, username=b.username
+        )
+        if self._tls and b.tls is not None and b.tls.insecure:
+            log.warning("tls_verification_disabled", broker=b.url, part="ingest")
         if self.sequence.shared:
             log.info(
                 "ingest_shared_subscription", topics=self._config.topics, seq_gaps="not reported"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from gateway.buffer import JobStore
 from gateway.config.model import Config
-from gateway.config.southbound import southbound_problems
+from gateway.config.southbound import BusConfig, southbound_problems
 from gateway.health import MeterState
 from gateway.metrics import Metrics
 from gateway.model import Reading
@@ -41,21 +41,70 @@ class Scheduler:
             raise ValueError("\n".join(problems))
         self.config = config
         self.metrics = metrics
+        self.store = store
+        self.profile_dirs = tuple(profile_dirs)
         self.started = asyncio.Event()
         self.buses: list[BusWorker] = []
         self._by_meter: dict[str, BusWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
         for bus in config.buses:
-
-            def discarded(reason: str, bus_name: str = bus.name) -> None:
-                metrics.frames_discarded.labels(bus_name, reason).inc()
-
-            reader = build_reader(bus, profile_dirs=profile_dirs, on_discard=discarded)
-            meters = build_meters(bus, config.poll_groups, config.gateway.timezone)
-            worker = BusWorker(bus, meters, reader, store, metrics, self._count_meters)
-            self.buses.append(worker)
-            for m in meters:
-                self._by_meter[m.meter_id] = worker
+            self._add(self._build(bus))
         self._count_meters()
+
+    def _build(self, bus: BusConfig) -> BusWorker:
+        def discarded(reason: str, bus_name: str = bus.name) -> None:
+            self.metrics.frames_discarded.labels(bus_name, reason).inc()
+
+        reader = build_reader(bus, profile_dirs=self.profile_dirs, on_discard=discarded)
+        meters = build_meters(bus, self.config.poll_groups, self.config.gateway.timezone)
+        return BusWorker(bus, meters, reader, self.store, self.metrics, self._count_meters)
+
+    def _add(self, worker: BusWorker) -> None:
+        self.buses.append(worker)
+        for m in worker.meters:
+            self._by_meter[m.meter_id] = worker
+
+    async def restart(self, config: Config, names: Sequence[str]) -> None:
+        """Apply a reloaded ``config`` to the buses ``names`` (changed, added or removed):
+        each old bus task stops (what it submitted still commits), a new one starts from
+        the new config; each meter takes up from its last stored poll, so a gap across
+        the restart is found as after a gateway restart. Other buses are not touched."""
+        problems = southbound_problems(config.poll_groups, config.buses, self.profile_dirs)
+        if problems:
+            raise ValueError("\n".join(problems))
+        self.config = config
+        carried: dict[str, int] = {}
+        for name in names:
+            old = next((w for w in self.buses if w.name == name), None)
+            task = self._tasks.pop(name, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
+            if old is not None:
+                self.buses.remove(old)
+                for m in old.meters:
+                    self._by_meter.pop(m.meter_id, None)
+                    last = m.stored_ms or m.health.last_ok_ms
+                    if last is not None:
+                        carried[m.meter_id] = last
+            bus = next((b for b in config.buses if b.name == name), None)
+            if bus is None:
+                continue
+            worker = self._build(bus)
+            self._add(worker)
+            for m in worker.meters:
+                if m.meter_id in carried:
+                    m.health.last_ok_ms = carried[m.meter_id]
+                    m.gap_pending = True
+            self._start(worker)
+        self._count_meters()
+
+    def _start(self, worker: BusWorker, started: Callable[[], None] = lambda: None) -> None:
+        assert self._tg is not None, "start buses from run()"
+        self._tasks[worker.name] = self._tg.create_task(
+            worker.run(started), name=f"bus:{worker.name}"
+        )
 
     async def run(self) -> None:
         """Run every bus task until cancelled."""
@@ -70,10 +119,11 @@ class Scheduler:
         if not self.buses:
             self.started.set()
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             for worker in self.buses:
-                tg.create_task(worker.run(one_started), name=f"bus:{worker.name}")
-            if not self.buses:
-                await asyncio.Event().wait()
+                self._start(worker, one_started)
+            # Until cancelled, even with no bus: a reload may add one.
+            await asyncio.Event().wait()
 
     def resume(self, last_stored: Mapping[str, int]) -> int:
         """Take up where an earlier run stopped: ``last_stored`` maps meter ids to the

@@ -70,10 +70,22 @@ class BufferView(Protocol):
 
 
 class IngestView(Protocol):
-    """What the status needs from concentrator ingest."""
+    """What the status needs from concentrator ingest (and ``refused``, when it has one)."""
 
     @property
     def connected(self) -> Any: ...
+
+
+class SinkView(Protocol):
+    """What the status needs from a sink (and ``refused``, when it has one)."""
+
+    name: str
+
+
+def refused(part: Any) -> str | None:
+    """Why a part's server does not let it in (a refused login or certificate), if it says."""
+    reason = getattr(part, "refused", None)
+    return reason if isinstance(reason, str) and reason else None
 
 
 class StatusModel:
@@ -98,6 +110,8 @@ class StatusModel:
         self.scheduler: SchedulerView | None = None
         self.ingest: IngestView | None = None
         self.sinks: list[str] = []
+        self.sink_parts: Sequence[SinkView] = ()
+        """The running sinks, for the readiness reasons they give (a refused login)."""
         self.stopping = False
         metrics.build_info.labels(self.version, platform.python_version()).set(1)
         metrics.start_time.set(self.started_at)
@@ -126,6 +140,13 @@ class StatusModel:
                     )
         if self.scheduler is not None and not _is_set(self.scheduler.started):
             reasons.append("buses are not started")
+        # Refused credentials or certificates do not pass by retrying: not ready until
+        # a login succeeds (an unreachable server is no reason: data waits for it).
+        if (why := refused(self.ingest)) is not None:
+            reasons.append(f"ingest: {why}")
+        for sink in self.sink_parts:
+            if (why := refused(sink)) is not None:
+                reasons.append(f"sink {sink.name}: {why}")
         self.metrics.ready.set(0 if reasons else 1)
         return reasons
 
@@ -204,7 +225,7 @@ class StatusModel:
         tap = self.tap
         ingest: dict[str, Any] | None = None
         if self.ingest is not None:
-            ingest = {"connected": _is_set(self.ingest.connected)}
+            ingest = {"connected": _is_set(self.ingest.connected), "refused": refused(self.ingest)}
         return {
             "gateway": {
                 "name": self.name,

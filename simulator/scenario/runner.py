@@ -227,7 +227,13 @@ class Scenario:
                 self.endpoints.append(Endpoint(gw, "mqtt", f"{host}:{port}"))
             control = self.spec.control
             if control is not None or self.control_port is not None:
-                from simulator.control import ControlServer
+                try:
+                    from simulator.control import ControlServer
+                except ImportError:  # aiohttp is the [sim] extra
+                    raise ScenarioError(
+                        f"{self.spec.source}: control: the control API needs aiohttp: "
+                        "pip install 'metergw[sim]' (or drop [control])"
+                    ) from None
 
                 host = control.host if control is not None else "127.0.0.1"
                 port = self.control_port if self.control_port is not None else control.port  # type: ignore[union-attr]

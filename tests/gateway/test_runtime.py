@@ -12,7 +12,7 @@ import pytest
 
 SCRIPT = """
 import gc, json
-import gateway.forward.pipeline  # a realistic start-up: the pipeline's imports
+import gateway.daemon  # a realistic start-up: the daemon's imports
 before = gc.get_threshold()
 from gateway.runtime import GC_THRESHOLDS, tune_gc
 tune_gc()

@@ -495,6 +495,10 @@ async def test_thresholds_per_meter_over_the_defaults(buffer: Buffer) -> None:
     assert qualities(rows) == [Quality.OK, Quality.SUSPECT_SPIKE, Quality.OK, Quality.OK]
     assert v.limits("small").max_kwh_per_ms * HOUR == 10
     assert v.limits("other") is v.limits("big")
+    v.use_thresholds({"big": small})  # a reload: "big" is small now, "small" is not
+    await v.accept([energy("200", T0 + 2 * HOUR, "small"), energy("200", T0 + 2 * HOUR, "big")])
+    rows, _ = await stored(buffer)
+    assert qualities(rows)[4:] == [Quality.OK, Quality.SUSPECT_SPIKE]
 
 
 def test_merged_thresholds_meter_over_profile_over_defaults() -> None:

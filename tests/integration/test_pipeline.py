@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench._runner import run_pipeline
 from gateway.config import load_config
-from gateway.forward.pipeline import run_pipeline
 from gateway.metrics import Metrics
 from tests.gateway.ingest.payloads import batch, encode
 from tests.integration.helpers import Publisher, prepare_session, write_config

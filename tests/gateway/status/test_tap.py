@@ -15,8 +15,8 @@ from rich.console import Console
 
 from gateway.buffer import Buffer, Outcome, WriteJob
 from gateway.config.northbound import BufferConfig
+from gateway.demo.liveview import LiveView
 from gateway.ingest.decode import decode_message, message_job
-from gateway.liveview import LiveView
 from gateway.metrics import Metrics
 from gateway.model import Reading, TimeSource
 from gateway.status import RecentEvents, StatusModel, Tap

@@ -41,7 +41,14 @@ class EmbeddedBroker:
 
     async def start(self) -> None:
         """Listen; raise :class:`BrokerStartError` naming the address on failure."""
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError:
+            raise BrokerStartError(
+                "the embedded MQTT broker needs amqtt, which is not installed: "
+                "pip install 'metergw[demo]', or set [embedded_broker] enabled = false "
+                "and point the gateway at Mosquitto"
+            ) from None
 
         # amqtt logs every packet and session at INFO; keep its chatter out of
         # the gateway's event log unless something goes wrong.

@@ -19,6 +19,12 @@ from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from gateway.demo.compact import (
+    compact_lines,
+    compact_meters_table,
+    one_line_rows,
+    without_repeated_subject,
+)
 from gateway.status.render import (
     buffer_table,
     buses_table,
@@ -31,6 +37,10 @@ from gateway.status.render import (
 
 CONCENTRATORS_SHOWN = 5
 """Concentrator rows on screen at most (stale ones first); meters get the rest of the room."""
+EVENTS_SHOWN = 8
+"""Recent events on screen at most."""
+BOXED_MIN_HEIGHT = 50
+"""Terminals this tall get boxed tables; smaller ones a compact screen."""
 
 Fetch = Callable[[], Awaitable[Mapping[str, Any] | None]]
 """Returns the current ``/status`` document, or ``None`` when there is no answer."""
@@ -87,28 +97,59 @@ class LiveView:
         return fresh
 
     def frame(self, doc: Mapping[str, Any] | None, footer: str = "") -> RenderableType:
-        """One screen: header, buses, concentrators, meters (as many as fit), buffer, events."""
+        """One screen that fits the terminal: header, buses, concentrators, meters, buffer, events.
+
+        Meters come problems first and events newest last, so what is cut when
+        the terminal is small is healthy meters and old events. Below
+        :data:`BOXED_MIN_HEIGHT` lines the tables lose their boxes and the
+        buses, concentrators and buffer take one line each, so that an 80x24
+        terminal still shows the meters' problems and the recent events.
+        """
         if doc is None:
             return Text("waiting for the gateway's status API...", style="yellow")
+        doc = without_repeated_subject(doc)
         height = self.console.size.height
-        buses = len(doc.get("buses", []))
-        concentrators = None
-        concentrator_lines = 0
-        if doc.get("concentrators"):
-            concentrators = concentrators_table(doc, limit=CONCENTRATORS_SHOWN)
-            # Measured, not counted: its caption may wrap on a narrow terminal.
-            concentrator_lines = len(self.console.render_lines(concentrators, pad=False))
-        # Leave room for the header, the buses, concentrators, buffer and events tables.
-        room = max(3, height - (buses + 6) - concentrator_lines - 8 - 14 - 4)
-        parts: list[RenderableType] = [Text(self.title, style="bold cyan"), header(doc)]
-        if buses:
-            parts.append(buses_table(doc))
-        if concentrators is not None:
-            parts.append(concentrators)
-        parts += [meters_table(doc, limit=room), buffer_table(doc), recent_table(doc, 8)]
-        if footer:
-            parts.append(Text(footer, style="dim"))
-        return Group(*parts)
+        boxed = height >= BOXED_MIN_HEIGHT
+        if boxed:
+            top: list[RenderableType] = [Text(self.title, style="bold cyan"), header(doc)]
+            if doc.get("buses"):
+                top.append(buses_table(doc))
+            if doc.get("concentrators"):
+                top.append(concentrators_table(doc, limit=CONCENTRATORS_SHOWN))
+            middle: list[RenderableType] = [buffer_table(doc)]
+        else:
+            top = [header(doc), *compact_lines(doc)]
+            middle = []
+        bottom: list[RenderableType] = [Text(footer, style="dim")] if footer else []
+
+        def screen(meter_rows: int, event_rows: int) -> list[RenderableType]:
+            if boxed:
+                meters = one_line_rows(meters_table(doc, limit=meter_rows))
+            else:
+                meters = compact_meters_table(doc, meter_rows)
+            # recent_table(doc, 0) would mean "all": no rows is an empty list.
+            events_doc = doc if event_rows else {**doc, "recent": {}}
+            events = one_line_rows(recent_table(events_doc, max(1, event_rows)), boxed)
+            return [*top, meters, *middle, events, *bottom]
+
+        def lines(parts: list[RenderableType]) -> int:
+            return len(self.console.render_lines(Group(*parts), pad=False))
+
+        total_meters = len(doc.get("meters", []))
+        recent = doc.get("recent") or {}
+        total_events = len(recent.get("events", [])) + len(recent.get("errors", []))
+        # What is left once both tables show no rows at all, shared out: events get
+        # up to a third (at least 3), meters the rest.
+        room = height - lines(screen(0, 0))
+        events = min(total_events, max(3, room // 3), EVENTS_SHOWN)
+        meters = max(0, min(total_meters, room - events))
+        # Measure and shrink: a caption ("N more meters") or a wrapped header takes lines.
+        while lines(screen(meters, events)) > height and (meters > 1 or events > 1):
+            if meters > 1:
+                meters -= 1
+            else:
+                events -= 1
+        return Group(*screen(meters, events))
 
     def plain(self, doc: Mapping[str, Any] | None) -> None:
         """Print what is new as plain lines."""

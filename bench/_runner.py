@@ -1,9 +1,9 @@
 """A minimal runner of the store-and-forward path: buffer, ingest, forwarders.
 
-``python -m gateway.forward.pipeline -c FILE`` runs it as its own process, so
-tests and benchmarks can kill it (``kill -9``) mid-flight. The daemon
-(:mod:`gateway.daemon`) is the real entry point and wires the same parts
-together with polling, status and the rest.
+A bench harness, not part of the daemon: ``python bench/_runner.py -c FILE``
+runs it as its own process, so tests and benchmarks can kill it (``kill -9``)
+mid-flight. The daemon (:mod:`gateway.daemon`, ``metergw run``) is the real
+entry point and wires the same parts together with polling, status and the rest.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from gateway.buffer import Buffer, BufferError, JobStore
 from gateway.config import Config, ConfigError, load_config
@@ -61,8 +64,11 @@ async def run_pipeline(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the pipeline from a config file until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m gateway.forward.pipeline")
+    parser = argparse.ArgumentParser(prog="python bench/_runner.py")
     parser.add_argument("-c", "--config", required=True, help="the TOML config file")
+    parser.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on 127.0.0.1:PORT (for the bench)"
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -73,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure(level=lg.level, fmt=lg.format, components=lg.components, stream=sys.stderr)
     tune_malloc()  # before any thread starts
     tune_gc()
+    metrics = Metrics()
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=metrics.registry)
 
     async def run() -> None:
         task = asyncio.current_task()
@@ -81,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if task is not None:
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_pipeline(config, validate=True)
+            await run_pipeline(config, metrics, validate=True)
 
     asyncio.run(run())
     return 0

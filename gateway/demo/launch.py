@@ -34,9 +34,9 @@ from typing import IO, Any
 import aiohttp
 from rich.console import Console
 
-from gateway.liveview import LiveView, summary_line
+from gateway.demo.liveview import LiveView, summary_line
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STATE = Path("var/demo")
 GATEWAY_CONFIG = Path("config/demo.toml")
 SIM_SCENARIO = Path("config/sim/demo.toml")
@@ -204,6 +204,14 @@ def _port_open(host: str, port: int) -> bool:
 
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
     """Start both, show the live view, stop both. Returns the exit status."""
+    if not (ROOT / GATEWAY_CONFIG).is_file():
+        # Installed from a wheel: there is no repository to run in (var/demo, config/).
+        console.print(
+            f"metergw demo: runs in a clone of the repository ({ROOT / GATEWAY_CONFIG} is "
+            "missing): git clone the project and run 'make demo' there.",
+            markup=False,
+        )
+        return 1
     os.chdir(ROOT)
     busy = busy_ports()
     if busy:  # an older demo still running would answer in place of this one

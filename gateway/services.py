@@ -1,0 +1,154 @@
+"""The daemon's running parts, each a task of the daemon's task group: the forwarders (one
+per sink), the scheduler and the concentrator ingest. Started at start-up, stopped at
+shutdown, and restarted one by one when a reloaded config changes them
+(:mod:`gateway.reload`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.buffer import Buffer, JobStore
+from gateway.config import Config
+from gateway.forward import Forwarder, Sink
+from gateway.forward.registry import SINKS
+from gateway.ingest import ConcentratorIngest
+from gateway.logs import get_logger
+from gateway.metrics import Metrics
+from gateway.reload import ReloadPlan
+from gateway.status import StatusModel
+
+if TYPE_CHECKING:
+    from gateway.scheduler import Scheduler
+
+log = get_logger("daemon")
+
+_STOP_S = 5.0
+"""How long a restarted part may take to stop (a forwarder mid-write, a bus mid-poll)."""
+
+
+@dataclass(slots=True)
+class Services:
+    """See the module docstring. ``tg`` is the daemon's task group."""
+
+    tg: asyncio.TaskGroup
+    buffer: Buffer
+    store: JobStore
+    metrics: Metrics
+    status: StatusModel
+    profile_dirs: tuple[Path, ...]
+    config: Config
+    sinks: dict[str, tuple[Sink, asyncio.Task[None]]] = field(default_factory=dict)
+    scheduler: Scheduler | None = None
+    scheduler_task: asyncio.Task[None] | None = None
+    ingest: ConcentratorIngest | None = None
+    ingest_task: asyncio.Task[None] | None = None
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self, last_stored: dict[str, int]) -> None:
+        """Start every configured part."""
+        for name in SINKS:
+            self._start_sink(name)
+        self._start_polling(last_stored)
+        self._start_ingest()
+
+    def _start_sink(self, name: str) -> None:
+        sink = SINKS[name].from_config(self.config, self.metrics)
+        if sink is None:
+            return
+        task = self.tg.create_task(
+            Forwarder(self.buffer, sink, self.metrics).run(), name=f"forward:{name}"
+        )
+        self.sinks[name] = (sink, task)
+        self._publish_sinks()
+
+    def _publish_sinks(self) -> None:
+        self.status.sinks = list(self.sinks)
+        self.status.sink_parts = [s for s, _ in self.sinks.values()]
+
+    def _start_polling(self, last_stored: dict[str, int]) -> None:
+        if not self.config.buses:
+            return
+        # The polling stack (drivers, pymodbus, pyserial: about 4 MB resident) is loaded
+        # only where there are buses to poll.
+        from gateway.scheduler import Scheduler
+
+        self.scheduler = Scheduler(
+            self.config, self.store, self.metrics, profile_dirs=self.profile_dirs
+        )
+        self.status.scheduler = self.scheduler
+        if resumed := self.scheduler.resume(last_stored):
+            log.info("polling_resumed", meters=resumed)
+        self.scheduler_task = self.tg.create_task(self.scheduler.run(), name="scheduler")
+
+    def _start_ingest(self) -> None:
+        if self.config.ingest is None:
+            return
+        # Ingest submits write jobs itself (a message's sequence mark and content key
+        # commit with its readings); they pass the validator too.
+        self.ingest = ConcentratorIngest(
+            self.config.ingest,
+            self.store,
+            self.metrics,
+            gateway_name=self.config.gateway.name,
+            marks=self.buffer.marks(),
+        )
+        self.status.ingest = self.ingest
+        self.ingest_task = self.tg.create_task(self.ingest.run(), name="ingest")
+
+    # -- what shutdown needs -------------------------------------------------------------
+
+    @property
+    def sources(self) -> list[asyncio.Task[Any]]:
+        return [t for t in (self.scheduler_task, self.ingest_task) if t is not None]
+
+    @property
+    def forwarders(self) -> list[asyncio.Task[Any]]:
+        return [t for _, t in self.sinks.values()]
+
+    @property
+    def sink_parts(self) -> list[Sink]:
+        return [s for s, _ in self.sinks.values()]
+
+    # -- reload --------------------------------------------------------------------------
+
+    async def apply(self, plan: ReloadPlan) -> None:
+        """Restart what ``plan`` says changed; leave the rest running."""
+        self.config = plan.config
+        for name in plan.sinks:
+            await self._stop_sink(name)
+            self._start_sink(name)
+        if plan.ingest:
+            await _stop(self.ingest_task)
+            self.ingest = self.ingest_task = None
+            self.status.ingest = None
+            self._start_ingest()
+        if plan.buses:
+            if self.scheduler is None:
+                self._start_polling({})
+            else:
+                await self.scheduler.restart(plan.config, plan.buses)
+
+    async def _stop_sink(self, name: str) -> None:
+        sink, task = self.sinks.pop(name, (None, None))
+        self._publish_sinks()
+        await _stop(task)
+        if sink is not None:
+            try:
+                async with asyncio.timeout(_STOP_S):
+                    await sink.close()
+            except Exception as exc:
+                log.warning("sink_close_failed", sink=name, error=str(exc) or type(exc).__name__)
+
+
+async def _stop(task: asyncio.Task[Any] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_STOP_S):
+            await asyncio.wait([task])

@@ -116,4 +116,5 @@ def profile_override(table: Mapping[str, Any], source: str) -> ValidationOverrid
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{source}: validation.{where}: {err['msg']}") from None
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ValueError(f"{source}: validation.{where}: {msg}") from None

@@ -108,4 +108,4 @@ def test_a_bad_profile_validation_table_names_the_file(profile_dir: Path) -> Non
         parse_config(config_text("small-sdm"), file=str(profile_dir / "metergw.toml"))
     text = str(info.value)
     assert "buses[0].meters[1].profile" in text
-    assert "small-sdm.toml: validation.spiky" in text
+    assert "small-sdm.toml: validation.spiky: unknown key" in text

@@ -32,7 +32,8 @@ async def check_clock(
     if local is None:
         return [], []
     got_ms = _now_ms()
-    drift_ms = meter_time_to_utc_ms(local, meter.tz) - got_ms
+    # The meter shows whole seconds: on average it was half a second past the one shown.
+    drift_ms = meter_time_to_utc_ms(local, meter.tz) + 500 - got_ms
     meter.note_drift(got_ms, drift_ms)
     drift_s = (Decimal(drift_ms) / 1000).quantize(Decimal("0.001"))
     reading = Reading(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 
 import pytest
 
@@ -127,3 +128,27 @@ serial = {{ port = "/dev/null" }}
         parse_config(base.format(extra=on, **modbus))
     with pytest.raises(ConfigError, match="threshold"):
         parse_config(base.format(extra=on.replace('"10s"', '"500ms"'), **dlt))
+
+
+@pytest.mark.asyncio
+async def test_a_meter_back_from_a_gap_is_synced_only_after_its_records_are_read() -> None:
+    meter = SimMeter(addr(45), seed=45, clock=SimClock(), drift_ppm=0.0)
+    extra = 'offline_after = 1\noffline_backoff_max = "1s"\n' + SYNC_ON
+    async with Dlt645Bus([meter]) as sim:
+        path = await sim.start_pty()
+        acc = MemoryAcceptor()
+        cfg = energy_config(path, [meter], extra)
+        async with running(cfg, acc):
+            await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
+            meter.set_fault("no_answer")
+            await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
+            meter.clock.advance(3 * 3600)  # its clock runs three hours on while silent
+            meter.clear_faults()
+            await until(lambda: bool(acc.kinds(EventKind.TIME_SYNC)), 20, "a time sync")
+    kinds = [e.kind for e in acc.events]
+    assert kinds.index(EventKind.GAP_FILLED) < kinds.index(EventKind.TIME_SYNC)
+    assert sim.functions_seen[BROADCAST] == 1
+    synced = acc.kinds(EventKind.TIME_SYNC)[0]
+    assert synced.detail["confirmed"] is True
+    # Set to the gateway's clock (the simulation's ran three hours ahead of it).
+    assert abs(meter.meter_timestamp() - time.time()) < 1.5

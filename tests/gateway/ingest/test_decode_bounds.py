@@ -2,119 +2,33 @@
 
 The lean checker must vouch for every plainly valid shape (pydantic on every message
 would cost more than the rest of the ingest path), hand everything else to the schema
-model, and never accept what the model refuses. A test here therefore says which path
-ran: ``parse_readings`` is wrapped to count its calls.
+model, and never accept what the model refuses. Each test therefore says which path
+ran (tests/gateway/ingest/decoding.py).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from gateway.ingest import decode
-from gateway.ingest.decode import Decoded, decode_message, reason_kind
-from protocols.concentrator import SEQ_MAX, PayloadError, ReadingsBatch
+from gateway.ingest.decode import decode_message, reason_kind
+from protocols.concentrator import SEQ_MAX, PayloadError
+from tests.gateway.ingest.decoding import (
+    TOPIC,
+    Paths,
+    V,
+    body,
+    by_model,
+    encode,
+    lean,
+    point,
+    put,
+    refused,
+    values,
+    via_model,
+)
 from tests.gateway.ingest.payloads import BATCH_TS
-
-TOPIC = "meters/v1/c1/readings"
-V = ("readings", 0, "points", 0, "v")
-
-
-class Paths:
-    """How often the schema model was asked since the last ``reset``."""
-
-    def __init__(self) -> None:
-        self.model = 0
-
-
-@pytest.fixture
-def paths(monkeypatch: pytest.MonkeyPatch) -> Paths:
-    seen = Paths()
-    real: Callable[[bytes | str], ReadingsBatch] = decode.parse_readings
-
-    def counting(payload: bytes | str) -> ReadingsBatch:
-        seen.model += 1
-        return real(payload)
-
-    monkeypatch.setattr(decode, "parse_readings", counting)
-    return seen
-
-
-def encode(obj: Any) -> bytes:
-    # The stdlib's encoder: it writes integers beyond 64 bits too (orjson refuses them).
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def point(**fields: Any) -> dict[str, Any]:
-    return {"key": "voltage_l1_v", "v": 230.5, **fields}
-
-
-def body(*points: dict[str, Any], **top: Any) -> dict[str, Any]:
-    """One meter's readings (``points``, or one voltage), top-level keys overridden by ``top``."""
-    return {
-        "schema": "metergw.readings/1",
-        "gw": "c1",
-        "seq": 1,
-        "ts": BATCH_TS,
-        "readings": [
-            {
-                "meter": {"addr": "000000000001", "proto": "dlt645-2007"},
-                "ts": BATCH_TS,
-                "points": list(points) or [point()],
-            }
-        ],
-        **top,
-    }
-
-
-def put(obj: dict[str, Any], where: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    node: Any = obj
-    for part in where[:-1]:
-        node = node[part]
-    node[where[-1]] = value
-    return obj
-
-
-def topic_of(obj: dict[str, Any]) -> str:
-    return f"meters/v1/{obj.get('gw', 'c1')}/readings"
-
-
-def lean(paths: Paths, obj: dict[str, Any], **kw: Any) -> Decoded:
-    """Decode ``obj``, which the lean checker must accept on its own."""
-    paths.model = 0
-    d = decode_message(topic_of(obj), encode(obj), 7, **kw)
-    assert paths.model == 0, "the lean checker did not vouch for a plainly valid payload"
-    return d
-
-
-def via_model(paths: Paths, obj: dict[str, Any]) -> Decoded:
-    """Decode ``obj``, a lax shape the schema model accepts (the lean checker must not)."""
-    paths.model = 0
-    d = decode_message(topic_of(obj), encode(obj), 7)
-    assert paths.model == 1, "a lax shape did not reach the schema model"
-    return d
-
-
-def refused(paths: Paths, obj: dict[str, Any], match: str) -> str:
-    """The reason ``obj`` is refused: the lean checker passed it on and the model said why."""
-    paths.model = 0
-    with pytest.raises(PayloadError, match=match) as info:
-        decode_message(topic_of(obj), encode(obj), 7)
-    assert paths.model == 1
-    return info.value.reason
-
-
-def by_model(obj: dict[str, Any]) -> Decoded:
-    """What the schema model's path makes of ``obj`` (to compare with the lean path's)."""
-    return decode._from_model(decode.parse_readings(encode(obj)), TOPIC, 7)
-
-
-def values(d: Decoded) -> list[str]:
-    return [row[2] for row in d.rows]
-
 
 # (where, just inside, just outside, the reason's words)
 EDGES: list[tuple[tuple[str | int, ...], Any, Any, str]] = [
@@ -303,100 +217,3 @@ def test_seq_extremes_and_non_integers(paths: Paths) -> None:
     refused(paths, body(seq=1.5), "seq: Input should be a valid integer, got a number with a frac")
     refused(paths, body(seq=2**64), "seq: Input should be less than or equal")
     assert via_model(paths, body(seq=True)).mark.seq == 1
-
-
-@pytest.mark.parametrize(
-    ("v", "text"),
-    [
-        (1e-07, "0.0000001"),
-        (-1e-07, "-0.0000001"),
-        (1.5e-12, "0.0000000000015"),
-        (1e-12, "0.000000000001"),
-        (123456.78, "123456.78"),
-        (0.1, "0.1"),
-        (100.0, "100"),
-        (-100.0, "-100"),
-        (1e14, "100000000000000"),
-        (999999999999999.0, "999999999999999"),
-        (0.0, "0"),
-        (-0.0, "0"),
-        (0, "0"),
-        (42, "42"),
-        (-42, "-42"),
-        (1.2345678901234567, "1.2345678901234567"),
-    ],
-)
-def test_values_are_plain_decimal_text(paths: Paths, v: float, text: str) -> None:
-    d = lean(paths, put(body(), V, v))
-    assert values(d) == [text]
-    assert by_model(put(body(), V, v)).rows == d.rows
-
-
-@pytest.mark.parametrize(
-    ("v", "text"),
-    [
-        ("1e-7", "0.0000001"),
-        ("12345678901234.567890", "12345678901234.567890"),  # 20 significant digits
-        ("1." + "0" * 38, "1"),  # 40 characters
-        ("-1E+2", "-100"),
-    ],
-)
-def test_value_text_within_its_bounds_is_read_by_the_model(paths: Paths, v: str, text: str) -> None:
-    assert values(via_model(paths, put(body(), V, v))) == [text]
-
-
-@pytest.mark.parametrize(
-    ("v", "reason", "kind"),
-    [
-        ("12345678901234.5678901", "more than 20 significant digits", "bounds"),
-        ("1." + "0" * 39, "value text longer than 40 characters", "schema"),
-        ("9E+999999999999999999", "finite number", "bounds"),
-        ("1e999999999", "finite number", "bounds"),
-        ("1e15", "value out of bounds", "bounds"),
-        ("0.9999999999999E-12", "value out of bounds", "bounds"),
-        ("NaN", "finite", "bounds"),
-        ("-Infinity", "finite", "bounds"),
-    ],
-)
-def test_value_text_beyond_its_bounds_is_refused(
-    paths: Paths, v: str, reason: str, kind: str
-) -> None:
-    assert reason_kind(refused(paths, put(body(), V, v), reason)) == kind
-
-
-def test_each_point_keeps_its_own_unit_value_id_and_quality(paths: Paths) -> None:
-    obj = body(
-        point(key="energy_import_total_kwh", v=1234.56, u="kWh", id="00010000"),
-        point(key="voltage_l1_v", v=230.1, u="V", q=3),
-        point(key="current_l1_a", v=5, u="A"),
-        point(key="frequency_hz", v=1e-07),
-    )
-    d = lean(paths, obj)
-    assert [(r[1], r[2], r[3], r[8]) for r in d.rows] == [
-        ("energy_import_total_kwh", "1234.56", "kWh", 0),
-        ("voltage_l1_v", "230.1", "V", 128),
-        ("current_l1_a", "5", "A", 0),
-        ("frequency_hz", "0.0000001", "", 0),
-    ]
-    # Units repeated across meters are one string each (a message may carry 10,000 meters).
-    two = body(readings=[obj["readings"][0], {**obj["readings"][0], "ts": BATCH_TS}])
-    rows = lean(paths, two).rows
-    assert rows[0][3] is rows[4][3]
-
-
-def test_each_meter_keeps_its_own_time_and_the_batch_its_own(paths: Paths) -> None:
-    first = {"meter": {"addr": "1", "proto": "modbus"}, "ts": "2030-01-01T00:00:00.250Z"}
-    second = {"meter": {"addr": "2", "proto": "modbus"}, "ts": "2030-01-01T08:00:01+08:00"}
-    obj = body(
-        readings=[{**first, "points": [point()]}, {**second, "points": [point(), point()]}],
-        ts="2030-01-01T00:00:02Z",
-    )
-    d = lean(paths, obj)
-    t0 = 1_893_456_000_000
-    assert [(r[0], r[4]) for r in d.rows] == [
-        ("modbus:1", t0 + 250),
-        ("modbus:2", t0 + 1000),
-        ("modbus:2", t0 + 1000),
-    ]
-    assert (d.mark.gw, d.mark.seq, d.mark.ts_ms, d.mark.topic) == ("c1", 1, t0 + 2000, TOPIC)
-    assert all(r[5:8] == ("concentrator", 7, TOPIC) and r[9] is None for r in d.rows)

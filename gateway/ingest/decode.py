@@ -342,6 +342,8 @@ def reason_kind(reason: str) -> str:
         return "undecodable"
     if "out of bounds" in reason or "significant digits" in reason or "finite" in reason:
         return "bounds"
+    if "value text longer than" in reason:  # the bound checked before reading the number
+        return "bounds"
     if reason.startswith("topic") or reason.startswith("gw "):
         return "topic"
     if "JSON" in reason or "json" in reason:

@@ -209,6 +209,7 @@ def test_a_timestamp_shared_by_many_readings_is_parsed_once(
         ("readings.0.points.0.v: Value error, value out of bounds (magnitude ...)", "bounds"),
         ("readings.0.points.0.v: Value error, value has more than 20 significant digits", "bounds"),
         ("readings.0.points.0.v: Input should be a finite number", "bounds"),
+        ("readings.0.points.0.v: Value error, value text longer than 40 characters", "bounds"),
         ("topic 'x' is not meters/v1/{gw}/readings", "topic"),
         ("gw 'c2' does not match the topic's 'c1'", "topic"),
         ("payload: Invalid JSON: EOF while parsing a value", "json"),

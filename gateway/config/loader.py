@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.capacity import schedule_warnings
 from gateway.config.checks import config_warnings, reference_problems
 from gateway.config.model import Config
 from gateway.config.schema_errors import format_location, validate_all
@@ -106,8 +107,11 @@ def check_config(
         late.append((where, msg))
     problems += [Problem(file, result.original(where), msg) for where, msg in late]
     problems.sort(key=lambda p: _file_order(p.location, list(raw)))
+    findings = config_warnings(config)
+    if not problems:  # the estimate needs every meter's plan
+        findings += schedule_warnings(config.buses, config.poll_groups, profile_dirs_for(file))
     warnings = []
-    for where, msg in config_warnings(config):
+    for where, msg in findings:
         where = result.original(where)
         if where in ("", "sinks") and problems:
             continue  # a source or sink set aside for its errors is not missing

@@ -213,6 +213,13 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
     return Decoded(ConcentratorMark(gw, seq, batch_ms, topic), out)
 
 
+def _model_text(v: Decimal) -> str:
+    # pydantic makes Decimal("100.0") of the JSON number 100.0, which the lean path stores as
+    # "100": integral values are integers on both paths, so that a reading's text does not
+    # depend on which path its message took (bounded_value keeps them below 10^15).
+    return str(int(v)) if v == v.to_integral_value() else decimal_text(v)
+
+
 def _from_model(batch: ReadingsBatch, topic: str, received_ms: int) -> Decoded:
     conc = TimeSource.CONCENTRATOR.value
     flagged = int(Quality.DEVICE_FLAGGED)
@@ -220,7 +227,7 @@ def _from_model(batch: ReadingsBatch, topic: str, received_ms: int) -> Decoded:
         (
             f"{item.meter.proto}:{item.meter.addr}",
             p.key,
-            decimal_text(p.v),
+            _model_text(p.v),
             p.u,
             _ms(item.ts),
             conc,
@@ -334,6 +341,8 @@ def reason_kind(reason: str) -> str:
     if reason.startswith("undecodable"):
         return "undecodable"
     if "out of bounds" in reason or "significant digits" in reason or "finite" in reason:
+        return "bounds"
+    if "value text longer than" in reason:  # the bound checked before reading the number
         return "bounds"
     if reason.startswith("topic") or reason.startswith("gw "):
         return "topic"

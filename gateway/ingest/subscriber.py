@@ -42,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.buffer import JobStore, Outcome, QuarantineEntry, WriteJob
 from gateway.config.northbound import IngestConfig
 from gateway.config.security import client_ssl_context
-from gateway.ingest.decode import Decoded, TimeWindow, decode_message, message_job, reason_kind
+from gateway.ingest.decode import TimeWindow, decode_message, message_job, reason_kind
 from gateway.ingest.login import BrokerLogin
 from gateway.ingest.sequence import SequenceTracker
 from gateway.logs import get_logger
@@ -153,6 +153,8 @@ class ConcentratorIngest:
         self.duplicates = 0
         self.rejected = 0
         self.refused_readings = 0
+        """Readings refused one by one (outside the time window), in stored messages."""
+        self.refused_messages = 0
 
     @property
     def connected(self) -> bool:
@@ -260,6 +262,8 @@ class ConcentratorIngest:
     # -- per message, on the event loop ------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, gen: int) -> None:
+        if self._stopping:
+            return  # handed over as ingest stopped: unacknowledged, the broker sends it again
         self._index += 1
         self.received += 1
         msg = _Message(self._index, topic, payload, mid, qos, gen, _now_ms(), len(payload))
@@ -288,16 +292,7 @@ class ConcentratorIngest:
             )
         except PayloadError as exc:
             return self._reject(msg, exc.reason)
-        return self._message_job(msg, d)
-
-    def _message_job(self, msg: _Message, d: Decoded) -> WriteJob:
-        job = message_job(msg.topic, msg.payload, msg.received_ms, d)
-        if d.refused:
-            self.refused_readings += len(d.refused)
-            log.warning(
-                "readings_refused", topic=msg.topic, seq=d.mark.seq, reason=job.events[0].reason
-            )
-        return job
+        return message_job(msg.topic, msg.payload, msg.received_ms, d)
 
     def _reject(self, msg: _Message, reason: str) -> WriteJob:
         self.rejected += 1
@@ -335,6 +330,10 @@ class ConcentratorIngest:
             self.rejected += 1
             self._metrics.payloads_rejected.labels(reason="unstorable").inc()
         elif job.mark is not None:
+            if job.quarantine:  # a valid message that carried refused readings
+                self.refused_messages += 1
+                self.refused_readings += sum(int(e.detail.get("readings") or 0) for e in job.events)
+                log.warning("readings_refused", topic=msg.topic, reason=job.quarantine[0].reason)
             events = self.sequence.stored(job.mark, _now_ms())
             if events:
                 self._note(events)

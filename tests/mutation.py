@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 # Module to mutate -> the tests that are its own (a mutant counts as killed
@@ -30,7 +31,7 @@ MODULES: dict[str, list[str]] = {
     "protocols/dlt645/bcd.py": ["tests/protocols/dlt645"],
     "protocols/dlt645/frame.py": ["tests/protocols/dlt645"],
     "gateway/validate.py": ["tests/gateway/test_validate.py"],
-    "gateway/ingest/decode.py": ["tests/gateway/ingest"],
+    "gateway/ingest/decode.py": ["tests/gateway/ingest/test_decode.py"],
 }
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_DIR = ROOT / "var" / "mutation"
@@ -52,17 +53,25 @@ def _run_one(module: str) -> None:
 
 
 def _summary(module: str, seconds: float) -> str:
-    """Killed/total and the survivors of ``module``, from mutmut's result files."""
+    """Killed/total and the mutants not killed of ``module``, from mutmut's result files.
+
+    A mutant that makes its tests hang is stopped by mutmut's time limit
+    (status ``timeout``); it was caught, so it counts as killed here too.
+    """
     from mutmut.stats import status_by_exit_code
 
     meta = json.loads((ROOT / "mutants" / (module + ".meta")).read_text())
     statuses = {k: status_by_exit_code[v] for k, v in meta["exit_code_by_key"].items()}
-    killed = sum(1 for s in statuses.values() if s == "killed")
     total = len(statuses)
-    lines = [f"{module}: {killed}/{total} killed ({100 * killed / max(total, 1):.1f}%)"]
-    lines.append(f"run time: {seconds:.0f} s")
+    counts = Counter(statuses.values())
+    killed = counts["killed"] + counts["timeout"]
+    breakdown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    lines = [
+        f"{module}: {killed}/{total} killed ({100 * killed / max(total, 1):.1f}%)",
+        f"  ({breakdown}; run time {seconds:.0f} s)",
+    ]
     for name, status in sorted(statuses.items()):
-        if status != "killed":
+        if status not in ("killed", "timeout"):
             lines.append(f"  {status}: {name}")
     return "\n".join(lines) + "\n"
 

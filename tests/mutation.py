@@ -39,6 +39,9 @@ SUMMARY_DIR = ROOT / "var" / "mutation"
 
 def _run_one(module: str) -> None:
     """In a child process: configure mutmut for ``module`` and run it."""
+    # mutmut reads these two keys only from pyproject.toml and has no option
+    # for them, so its loaded config is replaced before the CLI first reads it
+    # (written against mutmut 3.8: if these names change, this fails loudly).
     from mutmut import configuration
 
     base = configuration._load_config()

@@ -149,7 +149,7 @@ def test_tokenizer_finds_metrics_and_labels(
          "metergw_polls is not a metric"),  # a counter without its _total
         (GATEWAY, "metergw_buffer_depth{", "metergw_buffer_depth_rows{",
          "metergw_buffer_depth_rows"),
-        (GATEWAY, "sum by (bus, result)", "sum by (bus, outcome)",
+        (GATEWAY, "sum by (instance, bus, result)", "sum by (instance, bus, outcome)",
          "no series has the label 'outcome'"),
         (GATEWAY, 'metergw_bus_cycle_seconds{instance=~"$instance", ', "metergw_bus_cycle_seconds{",
          'not filtered by instance=~"$instance"'),

@@ -71,3 +71,10 @@ dist: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var dist build *.egg-info
+
+# Mutation testing (not run by CI): each module against its own tests only,
+# summaries in var/mutation/. MODULE=protocols/dlt645/frame.py make mutate for one.
+.PHONY: mutate
+mutate: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,mutate]'
+	$(PY) tests/mutation.py $(MODULE)

@@ -20,43 +20,12 @@ from protocols.dlt645 import (
     read_reply,
 )
 from protocols.dlt645.frame import MAX_GARBAGE
+from tests.protocols.dlt645.feeding import both, bytewise, chunked, whole
 from tests.protocols.dlt645.strategies import GARBAGE as RANDOM_GARBAGE
 from tests.protocols.dlt645.strategies import PIECES, frames
 
 REPLY = bytes.fromhex("68 01 00 00 00 00 00 68 91 08 33 33 34 33 AB 89 67 45 17 16")
 REPLY_FRAME = Frame("000000000001", 0x91, bytes.fromhex("0000010078563412"))
-
-Event = Frame | Discarded
-
-
-def whole(data: bytes) -> list[Event]:
-    decoder = Decoder()
-    return decoder.feed(data) + decoder.flush()
-
-
-def bytewise(data: bytes) -> list[Event]:
-    decoder = Decoder()
-    events: list[Event] = []
-    for i in range(len(data)):
-        events += decoder.feed(data[i : i + 1])
-    return events + decoder.flush()
-
-
-def chunked(data: bytes, cuts: list[int]) -> list[Event]:
-    decoder = Decoder()
-    events: list[Event] = []
-    start = 0
-    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
-        events += decoder.feed(data[start:cut])
-        start = cut
-    return events + decoder.flush()
-
-
-def both(data: bytes) -> list[Event]:
-    """Events of ``data`` fed whole; asserts that byte-by-byte gives the same."""
-    events = whole(data)
-    assert bytewise(data) == events
-    return events
 
 
 def test_garbage_before_frame_is_reported_then_frame() -> None:

@@ -120,6 +120,10 @@ def is_live(ts_source: str, quality: int, interval_s: int | None) -> bool:
     return ts_source == _CONCENTRATOR and interval_s is None and not quality & _BACKFILLED
 
 
+def _compiled(per_meter: Mapping[str, ValidationConfig]) -> dict[str, Limits]:
+    return {meter: Limits.of(cfg) for meter, cfg in per_meter.items()}
+
+
 class Validator:
     """Flags readings, then hands them on to the buffer (an :class:`Acceptor` and a
     :class:`JobStore`)."""
@@ -138,8 +142,7 @@ class Validator:
         self._dirty: set[tuple[str, str]] = set()
         """References changed since they were last handed to the buffer."""
         self._default = Limits.of(config or ValidationConfig())
-        self._per_meter: dict[str, Limits] = {}
-        self.use_thresholds(per_meter or {})
+        self._per_meter = _compiled(per_meter or {})
         self._last: Latest = {}
 
     @property
@@ -150,7 +153,7 @@ class Validator:
     def use_thresholds(self, per_meter: Mapping[str, ValidationConfig]) -> None:
         """Check these meters against their own thresholds from now on (a reload); the
         others against the defaults."""
-        self._per_meter = {m: Limits.of(c) for m, c in per_meter.items()}
+        self._per_meter = _compiled(per_meter)
 
     def limits(self, meter: str) -> Limits:
         """The thresholds ``meter`` is checked against."""
@@ -180,8 +183,7 @@ class Validator:
         self, fut: asyncio.Future[WriteJob], latest: Latest, refs: list[Reference]
     ) -> None:
         # The reference moves only with what was stored: a failed commit changes nothing.
-        if fut.cancelled() or fut.exception() is not None:
-            self._dirty.update((r[0], r[1]) for r in refs)  # not saved: next time
+        if self._unsaved(fut, refs):
             return
         job = fut.result()
         if job.outcome is not Outcome.ACCEPTED:
@@ -189,6 +191,13 @@ class Validator:
         # The flag counts themselves are the buffer's: it counts what it committed.
         self._last.update(latest)
         self._dirty.update(latest)
+
+    def _unsaved(self, fut: asyncio.Future[WriteJob], refs: list[Reference]) -> bool:
+        """Whether the commit failed; its references are then saved with a later job."""
+        if fut.cancelled() or fut.exception() is not None:
+            self._dirty.update((r[0], r[1]) for r in refs)
+            return True
+        return False
 
     def _take_refs(self) -> list[Reference]:
         self._next_save = time.monotonic() + self._save_every
@@ -218,7 +227,7 @@ class Validator:
         if not refs:
             return 0
         fut = self._inner.submit(WriteJob(refs=refs))
-        fut.add_done_callback(lambda f: self._committed(f, {}, refs))
+        fut.add_done_callback(lambda f: self._unsaved(f, refs))
         await asyncio.shield(fut)
         return len(refs)
 
@@ -230,13 +239,12 @@ class Validator:
         parts: list[Register] = []
         for r in readings:
             lim = self.limits(r.meter)
-            flags = _OK
+            flags = self._value_flags(lim, r.meter, r.key, r.value, r.ts_ms, latest, found)
             if (
                 is_live(r.ts_source, r.quality, r.interval_s)
                 and abs(r.ts_ms - r.received_ms) > lim.skew_ms
             ):
                 flags |= _CLOCK_DRIFT
-            flags |= self._value_flags(lim, r.meter, r.key, r.value, r.ts_ms, latest, found)
             if r.key in _TARIFF_PARTS:
                 parts.append((len(out), r.meter, r.key, r.ts_ms, r.value))
             elif r.key in _TARIFF_TOTALS:
@@ -331,10 +339,9 @@ class Validator:
         latest: Latest,
         found: list[Event],
     ) -> int:
-        flags = _OK
         bounds = lim.ranges.get(key)
-        if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            flags |= _OUT_OF_RANGE
+        outside = bounds is not None and not bounds[0] <= value <= bounds[1]
+        flags = _OUT_OF_RANGE if outside else _OK
         if key not in _CUMULATIVE:
             return flags
         ident = (meter, key)

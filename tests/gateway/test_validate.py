@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from gateway.buffer import Buffer, Outcome, ReadingRow, ReadingValues, WriteJob
 from gateway.config.northbound import BufferConfig
 from gateway.config.validation import RangeConfig, ValidationConfig, ValidationOverride
 from gateway.metrics import Metrics
-from gateway.model import EventKind, Quality, Reading, TimeSource
+from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from gateway.validate import Validator
 
 HOUR = 3_600_000
@@ -388,12 +389,13 @@ async def test_two_concentrator_meters_in_one_batch_keep_separate_references(
         return (meter, TOTAL, value, "kWh", ts, "concentrator", ts, "t", 0, None)
 
     v = Validator(buffer)
-    # Interleaved: a shared reference would see 500 -> 20 -> 501 -> 21.
-    await v.submit(WriteJob(rows=[row("c:1", "500.00", T0), row("c:2", "20.00", T0)]))
-    await v.submit(WriteJob(rows=[row("c:1", "501.00", T0 + HOUR), row("c:2", "21.00", T0 + HOUR)]))
-    await v.submit(
-        WriteJob(rows=[row("c:1", "499.00", T0 + 2 * HOUR), row("c:2", "22.00", T0 + 2 * HOUR)])
-    )
+    minute = 60_000
+    # Interleaved, c:2 a minute behind: one shared reference would see 500 -> 20 -> 501 ...
+    for n, (big, small) in enumerate(
+        [("500.00", "20.00"), ("501.00", "21.00"), ("499.00", "22.00")]
+    ):
+        at = T0 + n * HOUR
+        await v.submit(WriteJob(rows=[row("c:1", big, at), row("c:2", small, at + minute)]))
     rows, events = await stored(buffer)
     assert qualities(rows) == [Quality.OK] * 4 + [Quality.NON_MONOTONIC, Quality.OK]
     assert events == []
@@ -437,12 +439,12 @@ async def test_a_spike_right_after_a_rollover(buffer: Buffer) -> None:
 
 @pytest.mark.asyncio
 async def test_rollover_and_reset_thresholds_follow_the_register_top(buffer: Buffer) -> None:
-    # Top 99999.99, margin 0.1: a wrap goes from >= 89999.991 to <= 9999.999.
-    cfg = ValidationConfig(register_max_kwh=99999.99, rollover_margin=0.1, max_power_kw=1e6)
+    # Top 100000, margin 0.1: a wrap goes from >= 90000 to <= 10000, both inclusive.
+    cfg = ValidationConfig(register_max_kwh=100000, rollover_margin=0.1, max_power_kw=1e6)
     cases = {
-        "wrap": ("90000.00", "9999.99"),
-        "not near the top": ("89999.98", "5.00"),  # a reset: fell to under a tenth
-        "not near zero": ("95000.00", "10000.00"),  # a fall, not to under a tenth
+        "wrap": ("90000.00", "10000.00"),
+        "not near the top": ("89999.99", "5.00"),  # a reset: fell to under a tenth
+        "not near zero": ("95000.00", "10000.01"),  # a fall, not to under a tenth
     }
     for meter, (before, after) in cases.items():
         await run(buffer, energy(before, T0, meter), energy(after, T0 + HOUR, meter), config=cfg)
@@ -559,8 +561,10 @@ async def test_a_repeated_job_does_not_move_the_reference(buffer: Buffer) -> Non
 async def test_a_row_that_is_no_number_passes_unflagged(buffer: Buffer) -> None:
     v = Validator(buffer)
     bad = ("c:1", TOTAL, "NaN-ish", "kWh", T0, "concentrator", T0 - HOUR, "t", 0, None)
-    checked = v._rows([bad], {}, [])
-    assert checked == [bad]  # not even the clock: the ingest never stores such a row
+    late = ("c:1", "current_l1_a", "5", "A", T0, "concentrator", T0 - HOUR, "t", 0, None)
+    checked = v._rows([bad, late], {}, [])
+    assert checked[0] is bad  # not even the clock: the ingest never stores such a row
+    assert checked[1] == (*late[:8], int(Quality.CLOCK_DRIFT), None)  # the next one is checked
 
 
 @pytest.mark.asyncio
@@ -572,3 +576,175 @@ async def test_restore_keeps_what_this_run_already_has(buffer: Buffer) -> None:
     await v.accept([energy("99.00", T0 + HOUR), energy("6.00", T0, "m2")])
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC, Quality.NON_MONOTONIC]
+
+
+class Capture:
+    """A job store that keeps what it is handed and commits at once (or fails)."""
+
+    healthy = True
+
+    def __init__(self) -> None:
+        self.jobs: list[WriteJob] = []
+        self.fail = False
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[WriteJob] = loop.create_future()
+        # Settled on the next turn of the loop, as a committer does.
+        if self.fail:
+            loop.call_soon(fut.set_exception, OSError("disk gone"))
+        else:
+            self.jobs.append(job)
+            loop.call_soon(fut.set_result, job)
+        return fut
+
+
+@pytest.mark.asyncio
+async def test_what_needs_no_flag_is_passed_on_as_it_is() -> None:
+    inner = Capture()
+    v = Validator(inner)
+    reading = energy("100.00", T0)
+    row = ("c:1", "current_l1_a", "5", "A", T0, "concentrator", T0, "t", 0, None)
+    await v.submit(WriteJob(readings=[reading]))
+    await v.submit(WriteJob(rows=[row]))
+    first, second = inner.jobs
+    assert first.readings[0] is reading
+    assert first.rows == ()
+    assert second.rows[0] is row
+    assert second.readings == ()
+
+
+@pytest.mark.asyncio
+async def test_references_of_a_failed_commit_are_saved_later(buffer: Buffer) -> None:
+    inner = Capture()
+    v = Validator(inner, save_every=0)
+    await v.accept([energy("100.00", T0)])
+    inner.fail = True
+    with pytest.raises(OSError, match="disk gone"):
+        await v.accept([energy("101.00", T0 + HOUR)])  # carried the reference: lost
+    with pytest.raises(OSError, match="disk gone"):
+        await v.save()
+    inner.fail = False
+    assert await v.save() == 1  # not forgotten
+    assert list(inner.jobs[-1].refs) == [("m1", TOTAL, T0, "100.00")]
+
+
+@pytest.mark.asyncio
+async def test_after_a_save_the_next_one_waits_save_every(buffer: Buffer) -> None:
+    v = Validator(buffer, save_every=3600)
+    await v.accept([energy("1.00", T0)])
+    assert await v.save() == 1
+    await v.accept([energy("2.00", T0 + HOUR)])
+    await v.accept([energy("3.00", T0 + 2 * HOUR)])
+    assert await buffer.references() == [("m1", TOTAL, T0, "1.00")]  # not due for an hour
+
+
+@pytest.mark.asyncio
+async def test_accept_stores_the_events_too(buffer: Buffer) -> None:
+    event = Event(EventKind.METER_ONLINE, T0, "m1", "first answer")
+    await Validator(buffer).accept([energy("1.00", T0)], [event])
+    _, events = await stored(buffer)
+    assert events == [EventKind.METER_ONLINE.value]
+
+
+@pytest.mark.asyncio
+async def test_readings_of_one_job_are_compared_with_each_other(buffer: Buffer) -> None:
+    await Validator(buffer).accept([energy("100.00", T0), energy("99.00", T0 + HOUR)])
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC]
+
+
+@pytest.mark.asyncio
+async def test_a_polled_reading_that_deserves_two_flags_gets_both(buffer: Buffer) -> None:
+    cfg = ValidationConfig(
+        max_power_kw=10, ranges={TOTAL: RangeConfig(min=0, max=1000), **ValidationConfig().ranges}
+    )
+    late = record("150.00", T0 + HOUR, T0 + 3 * HOUR, CONC)  # a spike, and late
+    cases = [
+        energy("100.00", T0),
+        late,
+        energy("2000.00", T0 + 2 * HOUR),  # a spike and out of range
+        energy("1500.00", T0 + 3 * HOUR),  # a fall and out of range
+        energy("5.00", T0 + 4 * HOUR),  # wrapped? no: top is far; a reset
+    ]
+    await run(buffer, *cases, config=cfg)
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [
+        Quality.OK,
+        Quality.SUSPECT_SPIKE | Quality.CLOCK_DRIFT,
+        Quality.SUSPECT_SPIKE | Quality.OUT_OF_RANGE,
+        Quality.NON_MONOTONIC | Quality.OUT_OF_RANGE,
+        Quality.NON_MONOTONIC,
+    ]
+    assert events == [EventKind.COUNTER_RESET.value]
+
+
+@pytest.mark.asyncio
+async def test_a_rollover_out_of_range_is_both(buffer: Buffer) -> None:
+    cfg = ValidationConfig(ranges={TOTAL: RangeConfig(min=10, max=1_000_000)})
+    await run(buffer, energy("999999.50", T0), energy("1.00", T0 + HOUR), config=cfg)
+    rows, _ = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.ROLLOVER | Quality.OUT_OF_RANGE]
+
+
+@pytest.mark.asyncio
+async def test_counter_resets_in_concentrator_rows_are_events(buffer: Buffer) -> None:
+    def row(value: str, ts: int) -> ReadingValues:
+        return ("c:1", TOTAL, value, "kWh", ts, "concentrator", ts, "t", 0, None)
+
+    v = Validator(buffer)
+    await v.submit(WriteJob(rows=[row("5000.00", T0)]))
+    await v.submit(WriteJob(rows=[row("1.00", T0 + HOUR)]))
+    rows, events = await stored(buffer)
+    assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC]
+    assert events == [EventKind.COUNTER_RESET.value]
+
+
+@pytest.mark.asyncio
+async def test_thresholds_per_meter_in_concentrator_rows(buffer: Buffer) -> None:
+    def row(meter: str, key: str, value: str, ts: int, received: int) -> ReadingValues:
+        return (meter, key, value, "kWh", ts, "concentrator", received, "t", 0, None)
+
+    small = ValidationConfig().merged(
+        ValidationOverride(max_power_kw=10, max_clock_skew=60, tariff_sum_tolerance=5)
+    )
+    v = Validator(buffer, per_meter={"c:small": small})
+    jobs = [
+        [row(m, TOTAL, "100", T0, T0) for m in ("c:small", "c:big")],
+        [row(m, TOTAL, "150", T0 + HOUR, T0 + HOUR + 120_000) for m in ("c:small", "c:big")],
+        [
+            row(m, k, v_, T0 + 2 * HOUR, T0 + 2 * HOUR)
+            for m in ("c:big", "c:small")  # a lone total first
+            for k, v_ in ((TOTAL, "150.00"), ("energy_import_t1_kwh", "150.05"))
+        ],
+    ]
+    for job in jobs:
+        await v.submit(WriteJob(rows=job))
+    rows, _ = await stored(buffer)
+    got = {(r[1], r[2], r[5]): Quality(r[9]) for r in rows}
+    hour = T0 + HOUR
+    assert got["c:small", TOTAL, hour] == Quality.SUSPECT_SPIKE | Quality.CLOCK_DRIFT
+    assert got["c:big", TOTAL, hour] == Quality.OK
+    later = T0 + 2 * HOUR
+    assert got["c:big", TOTAL, later] == Quality.TARIFF_MISMATCH  # 0.05 over, 1 step allowed
+    assert got["c:small", TOTAL, later] == Quality.OK  # 5 steps allowed
+
+
+@pytest.mark.asyncio
+async def test_an_unreadable_reference_is_logged_and_the_next_still_restored(
+    buffer: Buffer,
+) -> None:
+    v = Validator(buffer)
+    refs = [("m1", TOTAL, T0, "not a number"), ("m2", TOTAL, T0, "7.00")]
+    with structlog.testing.capture_logs() as logs:
+        assert v.restore(refs) == 1
+    assert [e for e in logs if e["event"] == "reference_unreadable"] == [
+        {
+            "event": "reference_unreadable",
+            "log_level": "warning",
+            "meter": "m1",
+            "key": TOTAL,
+            "value": "not a number",
+        }
+    ]
+    assert v._last["m2", TOTAL] == (T0, Decimal("7.00"))

@@ -113,15 +113,15 @@ class _Series:
         i = bisect.bisect_left(self.ts, ts_ms)
         best: int | None = None
         for j in (i - 1, i):
-            if 0 <= j < len(self.ts) and abs(self.ts[j] - ts_ms) <= SNAP_MS:
-                if best is None or abs(self.ts[j] - ts_ms) < abs(self.ts[best] - ts_ms):
-                    best = j
+            near = 0 <= j < len(self.ts) and abs(self.ts[j] - ts_ms) <= SNAP_MS
+            if near and (best is None or abs(self.ts[j] - ts_ms) < abs(self.ts[best] - ts_ms)):
+                best = j
         if best is not None:
             return self.values[best], True
         if 0 < i < len(self.ts) and self.ts[i] - self.ts[i - 1] <= BRIDGE_MS:
             t0, t1 = self.ts[i - 1], self.ts[i]
             v0, v1 = self.values[i - 1], self.values[i]
-            exponent = min(v0.as_tuple().exponent, v1.as_tuple().exponent)  # type: ignore[type-var]
+            exponent = min(v0.as_tuple().exponent, v1.as_tuple().exponent)
             value = v0 + (v1 - v0) * Decimal(ts_ms - t0) / Decimal(t1 - t0)
             return value.quantize(Decimal(1).scaleb(int(exponent))), False
         return None, False
@@ -187,7 +187,9 @@ def compute_daily(meter: str, day: date, zone: tzinfo, points: Iterable[Point]) 
         end_of = start_ms + (index + 1) * INTERVAL_S * 1000
         max_at = datetime.fromtimestamp(end_of / 1000, zone)
         if peak > 0:
-            load_factor = (sum(e for _, e in intervals) / present / peak).quantize(_RATIO)
+            load_factor = (sum((e for _, e in intervals), Decimal(0)) / present / peak).quantize(
+                _RATIO
+            )
 
     valley_share: Decimal | None = None
     if energy["valley"] is not None and energy["total"]:

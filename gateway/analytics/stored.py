@@ -38,7 +38,7 @@ def load_points(conn: sqlite3.Connection, meter: str, start_ms: int, end_ms: int
     (for interpolation across the midnights)."""
     marks = ",".join("?" * len(_KEYS))
     rows = conn.execute(
-        f"SELECT key, ts_ms, value, quality FROM local_readings "  # noqa: S608 - placeholders only
+        f"SELECT key, ts_ms, value, quality FROM local_readings "
         f"WHERE meter = ? AND key IN ({marks}) AND ts_ms BETWEEN ? AND ?",
         (meter, *_KEYS, start_ms - BRIDGE_MS, end_ms + BRIDGE_MS),
     )

@@ -6,6 +6,7 @@ valley share and completeness of each meter's local day, from the readings the b
 them at each day's close.
 """
 
+from gateway.analytics.closer import DailyCloser, daily_closer
 from gateway.analytics.daily import (
     ENERGY_FIGURES,
     INTERVAL_S,
@@ -21,9 +22,11 @@ __all__ = [
     "DERIVED_KEYS",
     "ENERGY_FIGURES",
     "INTERVAL_S",
+    "DailyCloser",
     "DailyFigures",
     "Point",
     "compute_daily",
+    "daily_closer",
     "daily_from_store",
     "day_bounds",
     "derived_readings",

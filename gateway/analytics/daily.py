@@ -49,7 +49,7 @@ ENERGY_FIGURES = ("total", *TARIFF_NAMES)
 """The keys of :attr:`DailyFigures.energy_kwh`, in display order."""
 
 _RATIO = Decimal("0.0001")
-_HOURS_PER_INTERVAL = Decimal(INTERVAL_S) / 3600
+_PER_HOUR = 3600 // INTERVAL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ def compute_daily(meter: str, day: date, zone: tzinfo, points: Iterable[Point]) 
     load_factor: Decimal | None = None
     if intervals:
         index, peak = max(intervals, key=lambda item: item[1])  # first of equals
-        max_kw = peak / _HOURS_PER_INTERVAL
+        max_kw = peak * _PER_HOUR  # an integer factor: the register's resolution stays
         end_of = start_ms + (index + 1) * INTERVAL_S * 1000
         max_at = datetime.fromtimestamp(end_of / 1000, zone)
         if peak > 0:

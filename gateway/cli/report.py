@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "midnights (the daily freezes where stored: exactly their difference), maximum "
             "15-minute demand and the end of its interval, load factor, valley share and "
             "completeness from the import total at each 15-minute boundary (load-profile "
-            "records or polls). A day with missing intervals is 'estimated'."
+            "records or polls). A day with missing intervals is 'estimated'. --json: "
+            "energies and demand as decimal strings, ratios as numbers. Exit 1 when the "
+            "store holds nothing of that meter and day, 2 for a bad option."
         ),
     )
     daily.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML config")

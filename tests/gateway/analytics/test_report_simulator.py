@@ -166,3 +166,38 @@ def test_bad_options_exit_2_and_name_the_option(
     code, _, err = report(config, "000000000001", "2026-03-01", capsys)
     assert code == 1
     assert "no readings of 000000000001 for 2026-03-01" in err
+
+
+def test_a_concentrator_meter_is_found_by_its_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.gateway.analytics.test_daily import DAY, make_day
+
+    config = tmp_path / "gw.toml"
+    config.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n[sinks.local]\n', encoding="utf-8")
+    points, _ = make_day([Decimal("0.10")] * 96)
+    conn = open_local(str(tmp_path / "local.sqlite"))
+    for meter in (
+        "dlt645-2007:000000000005",
+        "dlt645-2007:000000000006",
+        "dlt645-1997:000000000006",
+    ):
+        conn.executemany(
+            "INSERT INTO local_readings VALUES (?, ?, ?, ?, 'kWh', 0, 't', 0, 900)",
+            [(meter, p.key, p.ts_ms, str(p.value)) for p in points],
+        )
+    conn.close()
+    code, out, err = report(config, "000000000005", DAY.isoformat(), capsys)
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["meter"] == "dlt645-2007:000000000005"
+    assert got["energy_kwh"]["total"] == "9.60"
+    assert got["max_demand_kw"] == "0.40"
+    assert got["load_factor"] == 1.0
+    # Two meters of one address: the full id is needed.
+    code, _, err = report(config, "000000000006", DAY.isoformat(), capsys)
+    assert code == 2
+    assert "dlt645-1997:000000000006, dlt645-2007:000000000006" in err
+    code, out, _ = report(config, "dlt645-1997:000000000006", DAY.isoformat(), capsys)
+    assert code == 0
+    assert json.loads(out)["quality"] == "ok"

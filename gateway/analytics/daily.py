@@ -21,6 +21,10 @@ What a day's figures are made of, in the meter's own time zone:
   present divided by the maximum. **Valley share**: valley energy / total.
 - **Quality**: ``ESTIMATED`` when the day had an unfilled gap (completeness < 1),
   or a midnight register had to be interpolated or is missing.
+
+Register readings the validator flagged as a spike, out of range or
+non-monotonic are left out; a register that fell during the day (a counter
+reset) gives no consumption for it, and a fall between two boundaries no demand.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ ENERGY_FIGURES = ("total", *TARIFF_NAMES)
 
 _RATIO = Decimal("0.0001")
 _PER_HOUR = 3600 // INTERVAL_S
+_DOUBTFUL = Quality.SUSPECT_SPIKE | Quality.OUT_OF_RANGE | Quality.NON_MONOTONIC
+"""Register readings the validator doubted: never a day's boundary or interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +141,17 @@ def compute_daily(meter: str, day: date, zone: tzinfo, points: Iterable[Point]) 
     """
     start_ms, end_ms = day_bounds(day, zone)
     by_key: dict[str, list[Point]] = {}
+    doubtful = 0
     for p in points:
         if p.key == TOTAL_KEY or p.key in TARIFF_KEYS:
+            if p.quality & _DOUBTFUL:
+                doubtful += 1
+                continue
             by_key.setdefault(p.key, []).append(p)
     series = {k: _Series(v) for k, v in by_key.items()}
     notes: list[str] = []
+    if doubtful:
+        notes.append(f"{doubtful} register reading(s) flagged spike/range/non-monotonic left out")
 
     energy: dict[str, Decimal | None] = {}
     exact_ends = True
@@ -151,6 +163,9 @@ def compute_daily(meter: str, day: date, zone: tzinfo, points: Iterable[Point]) 
         first, exact_first = s.at(start_ms)
         last, exact_last = s.at(end_ms)
         exact_ends = exact_ends and exact_first and exact_last
+        if first is not None and last is not None and last < first:
+            notes.append(f"{key} fell during the day (counter reset or meter replaced)")
+            first = None
         energy[name] = None if first is None or last is None else last - first
     tariffs = [energy[n] for n in TARIFF_NAMES]
     if energy["total"] is None and all(v is not None for v in tariffs):

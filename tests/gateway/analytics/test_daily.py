@@ -178,10 +178,27 @@ def test_a_counter_reset_is_not_a_demand_and_nothing_known_is_no_data() -> None:
     assert f.intervals_present == 95
     assert f.max_demand_kw == Decimal("0.80")
     assert f.quality is Quality.ESTIMATED
+    assert f.energy_kwh["total"] is None  # not a negative day
+    assert any("fell during the day" in n for n in f.notes)
     empty = compute_daily("m1", DAY, SHANGHAI, [])
     assert not empty.has_data
     assert empty.energy_kwh["total"] is None
     assert empty.completeness == 0
+
+
+def test_readings_the_validator_doubted_are_left_out() -> None:
+    points, _ = make_day([Decimal("0.25")] * 96)
+    start_ms, _ = day_bounds(DAY, SHANGHAI)
+    at_noon = start_ms + 48 * 900_000
+    spiked = [
+        Point(p.key, p.ts_ms, p.value + 5000, Quality.SUSPECT_SPIKE) if p.ts_ms == at_noon else p
+        for p in points
+    ]
+    f = compute_daily("m1", DAY, SHANGHAI, spiked)
+    assert f.max_demand_kw == Decimal("1.00")  # not 20,000 kW
+    assert f.intervals_present == 94  # the two intervals around the doubted reading
+    assert f.energy_kwh["total"] == Decimal("24.00")
+    assert any("flagged" in n for n in f.notes)
 
 
 def test_points_of_neighbouring_days_do_not_leak_in() -> None:

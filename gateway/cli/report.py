@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, tzinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -88,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     # Concentrator meters are not configured: their ids are ``proto:ADDRESS``.
     meter_id, zone = found or (meter, zoneinfo.ZoneInfo(cfg.gateway.timezone))
     path = local_path(cfg)
+    if not Path(path).exists():
+        local = cfg.sinks.local
+        why = "" if local is not None and local.enabled else " ([sinks.local] is not enabled)"
+        print(f"no local store at {path}{why}: report daily reads it", file=sys.stderr)
+        return EXIT_NO_DATA
     try:
         conn = open_local(path, readonly=True)
         ids = [meter_id] if found else stored_meter_ids(conn, meter_id)

@@ -166,6 +166,11 @@ def test_bad_options_exit_2_and_name_the_option(
     code, _, err = report(config, "000000000001", "2026-03-01", capsys)
     assert code == 1
     assert "no readings of 000000000001 for 2026-03-01" in err
+    (tmp_path / "local.sqlite").unlink()
+    config.write_text(f'[gateway]\nstate_dir = "{tmp_path}"\n', encoding="utf-8")
+    code, _, err = report(config, "000000000001", "2026-03-01", capsys)
+    assert code == 1
+    assert f"no local store at {tmp_path}/local.sqlite ([sinks.local] is not enabled)" in err
 
 
 def test_a_concentrator_meter_is_found_by_its_address(

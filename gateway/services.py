@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.analytics import daily_closer
 from gateway.buffer import Buffer, JobStore
 from gateway.config import Config
 from gateway.forward import Forwarder, Sink
@@ -46,6 +47,7 @@ class Services:
     scheduler_task: asyncio.Task[None] | None = None
     ingest: ConcentratorIngest | None = None
     ingest_task: asyncio.Task[None] | None = None
+    analytics_task: asyncio.Task[None] | None = None
 
     # -- start ---------------------------------------------------------------------------
 
@@ -55,6 +57,9 @@ class Services:
             self._start_sink(name)
         self._start_polling(last_stored)
         self._start_ingest()
+        # Each meter's day closed at its local midnight: figures from the local store.
+        if closer := daily_closer(lambda: self.config, self.store):
+            self.analytics_task = self.tg.create_task(closer.run(), name="analytics")
 
     def _start_sink(self, name: str) -> None:
         sink = SINKS[name].from_config(self.config, self.metrics)
@@ -104,7 +109,8 @@ class Services:
 
     @property
     def sources(self) -> list[asyncio.Task[Any]]:
-        return [t for t in (self.scheduler_task, self.ingest_task) if t is not None]
+        tasks = (self.scheduler_task, self.ingest_task, self.analytics_task)
+        return [t for t in tasks if t is not None]
 
     @property
     def forwarders(self) -> list[asyncio.Task[Any]]:

@@ -12,6 +12,10 @@ from gateway.health import MeterHealth, MeterState
 from protocols.quantities import is_cumulative
 
 
+_RANK = {MeterState.ONLINE: 0, MeterState.UNKNOWN: 1, MeterState.SUSPECT: 2}
+"""Called for every meter at every step of a bus: one table, not a dict per call."""
+
+
 @dataclass(slots=True)
 class GroupRun:
     """A poll group of one meter: keys, interval and the next due time (epoch s)."""
@@ -62,9 +66,7 @@ class MeterRun:
 
     def rank(self) -> int:
         """Among meters due at once, answering ones go first: dead ones cost the rest."""
-        return {MeterState.ONLINE: 0, MeterState.UNKNOWN: 1, MeterState.SUSPECT: 2}.get(
-            self.health.state, 3
-        )
+        return _RANK.get(self.health.state, 3)
 
     def cumulative_interval(self) -> float | None:
         """The shortest interval of a group that reads energy registers."""

@@ -11,7 +11,6 @@ from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
 from gateway.health import MeterHealth, MeterState
 from protocols.quantities import is_cumulative
 
-
 _RANK = {MeterState.ONLINE: 0, MeterState.UNKNOWN: 1, MeterState.SUSPECT: 2}
 """Called for every meter at every step of a bus: one table, not a dict per call."""
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from gateway.buffer.jobs import Outcome, WriteJob, decimal_text
-from gateway.buffer.rows import Reference
+from gateway.buffer.rows import GapRow, Reference
 from gateway.buffer.schema import BufferError
 from gateway.model import Event, EventKind
 
@@ -105,6 +105,9 @@ _UPSERT_REF = (
 )
 
 
+_UPSERT_GAP = "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
 class BufferWriter:
     """Owns the writer connection and the state that only commits change."""
 
@@ -181,12 +184,14 @@ class BufferWriter:
         seen_now: set[tuple[str, bytes]] = set()
         cursors = dict(self.cursors)
         refs: list[Reference] = []
+        gaps: list[GapRow] = []
         repeats = 0
         now = _now_ms()
         c.execute("BEGIN IMMEDIATE")
         for job in jobs:
             job.outcome = Outcome.ACCEPTED
             refs.extend(job.refs)  # kept even when the job's message is a repeat
+            gaps.extend(job.gaps)
             if job.once is not None:
                 if job.once in seen_now or c.execute(_SEEN, job.once).fetchone() is not None:
                     job.outcome = Outcome.DUPLICATE
@@ -260,6 +265,8 @@ class BufferWriter:
             c.execute(_ADD_META, ("repeats", repeats))
         if refs:
             c.executemany(_UPSERT_REF, refs)
+        if gaps:
+            c.executemany(_UPSERT_GAP, gaps)
         moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
         if moved:
             c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)

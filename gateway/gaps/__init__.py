@@ -1,0 +1,21 @@
+"""The gap ledger: every interval a meter's data misses, accounted for to the interval."""
+
+from gateway.gaps.ledger import GapLedger, load_gaps, read_gaps
+from gateway.gaps.record import (
+    GapCause,
+    GapRecord,
+    GapState,
+    boundary,
+    expected_intervals,
+)
+
+__all__ = [
+    "GapCause",
+    "GapLedger",
+    "GapRecord",
+    "GapState",
+    "boundary",
+    "expected_intervals",
+    "load_gaps",
+    "read_gaps",
+]

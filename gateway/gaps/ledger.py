@@ -1,0 +1,88 @@
+"""The gap ledger as the running gateway sees it, and reading it back from the buffer.
+
+Rows are written by the buffer's writer thread, with the readings they concern
+(``WriteJob.gaps``). :class:`GapLedger` is the in-memory view the status API and
+the metrics read: the rows of active gaps and of recently finished ones, updated
+when their write commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+
+from gateway.buffer.schema import BufferError, connect_reader
+from gateway.gaps.record import GAP_COLUMNS, GapRecord, GapState
+from gateway.metrics import Metrics
+
+RECENT_MS = 7 * 86_400_000
+"""Finished gaps stay in the view (``/status``) this long after their last change."""
+SHOWN = 100
+"""Most gaps listed in ``/status`` (active ones first)."""
+
+
+def read_gaps(path: str, since_ms: int = 0) -> list[GapRecord]:
+    """Active gaps, and finished ones changed since ``since_ms``, oldest first.
+
+    Synchronous (a reader connection of its own); raise :class:`BufferError`.
+    """
+    try:
+        conn = connect_reader(path)
+    except sqlite3.Error as exc:
+        raise BufferError(f"buffer {path}: cannot read the gap ledger: {exc}") from None
+    try:
+        rows = conn.execute(
+            f"SELECT {GAP_COLUMNS} FROM gaps WHERE state IN ('open', 'filling') "
+            "OR updated_ms >= ? ORDER BY start_ms, id",
+            (since_ms,),
+        ).fetchall()
+    except sqlite3.Error as exc:
+        raise BufferError(f"buffer {path}: cannot read the gap ledger: {exc}") from None
+    finally:
+        conn.close()
+    return [GapRecord.from_row(r) for r in rows]
+
+
+async def load_gaps(path: str, since_ms: int = 0) -> list[GapRecord]:
+    """:func:`read_gaps` off the event loop."""
+    return await asyncio.to_thread(read_gaps, path, since_ms)
+
+
+class GapLedger:
+    """Gaps by id, as last committed; keeps ``metergw_gaps{state}`` up to date."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+        self.gaps: dict[str, GapRecord] = {}
+
+    def note(self, records: Iterable[GapRecord]) -> None:
+        """Rows that were committed (or loaded at start)."""
+        for rec in records:
+            self.gaps[rec.id] = rec
+        self._count()
+
+    def active(self) -> list[GapRecord]:
+        """Gaps still to fill (open or filling), oldest first."""
+        return sorted((g for g in self.gaps.values() if g.state.active), key=lambda g: g.start_ms)
+
+    def to_json(self, now_ms: int) -> dict[str, object]:
+        """The ``gaps`` section of ``/status``: counts by state, then the gaps themselves
+        (active ones and those finished in the last week, at most :data:`SHOWN`)."""
+        shown = [
+            g for g in self.gaps.values() if g.state.active or now_ms - g.updated_ms <= RECENT_MS
+        ]
+        shown.sort(key=lambda g: (not g.state.active, -g.updated_ms))
+        counts = dict.fromkeys((s.value for s in GapState), 0)
+        for g in self.gaps.values():
+            counts[g.state.value] += 1
+        return {"counts": counts, "gaps": [g.to_json() for g in shown[:SHOWN]]}
+
+    def _count(self) -> None:
+        if self.metrics is None:
+            return
+        counts = dict.fromkeys((s.value for s in GapState), 0)
+        for g in self.gaps.values():
+            counts[g.state.value] += 1
+        for state, n in counts.items():
+            self.metrics.gaps.labels(state).set(n)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from gateway.buffer import Buffer, BufferError
 from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
 from gateway.forward import Forwarder, Sink, build_sinks
+from gateway.gaps import GapRecord, load_gaps, watch_filed
+from gateway.gaps.ledger import RECENT_MS
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -178,6 +181,16 @@ class Daemon:
                 self._last_stored[meter] = int(ts_ms)
         log.info("references_restored", count=count)
 
+    async def _unfinished_gaps(self) -> list[GapRecord]:
+        """The gap ledger's gaps, for the backfills an earlier run left unfinished (and the
+        last week's finished ones, for ``/status``)."""
+        since = int(time.time() * 1000) - RECENT_MS
+        try:
+            return await load_gaps(self.buffer_path, since_ms=since)
+        except BufferError as exc:  # polling starts; those gaps stay open in the ledger
+            log.error("gap_ledger_not_read", error=str(exc))
+            return []
+
     async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
         # Commits still in flight (a source cancelled mid-accept) finish first; then the
         # validator's references are kept for the next start.
@@ -219,7 +232,12 @@ class Daemon:
                     self.status.scheduler = scheduler
                     if resumed := scheduler.resume(self._last_stored):
                         log.info("polling_resumed", meters=resumed)
+                    self.status.gaps = scheduler.gaps
+                    if queued := scheduler.resume_gaps(await self._unfinished_gaps()):
+                        log.info("backfill_resumed", gaps=queued)
                     sources.append(tg.create_task(scheduler.run(), name="scheduler"))
+                    filed = watch_filed(self.buffer_path, scheduler.resume_gaps)
+                    sources.append(tg.create_task(filed, name="gaps"))
                 if cfg.ingest is not None:
                     # Ingest submits write jobs itself (a message's sequence mark
                     # commits with its readings); they pass the validator too.

@@ -96,6 +96,8 @@ GAPS_DDL = (
     updated_ms INTEGER NOT NULL,
     todo_from_ms INTEGER NOT NULL,
     todo_to_ms INTEGER NOT NULL,
+    meter_start_ms INTEGER NOT NULL,
+    meter_end_ms INTEGER NOT NULL,
     settled INTEGER NOT NULL DEFAULT 0,
     bus TEXT NOT NULL DEFAULT '',
     reason TEXT NOT NULL DEFAULT ''

@@ -105,7 +105,7 @@ _UPSERT_REF = (
 )
 
 
-_UPSERT_GAP = "INSERT OR REPLACE INTO gaps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_UPSERT_GAP = f"INSERT OR REPLACE INTO gaps VALUES ({','.join('?' * 19)})"
 
 
 class BufferWriter:

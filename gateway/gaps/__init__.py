@@ -1,6 +1,6 @@
 """The gap ledger: every interval a meter's data misses, accounted for to the interval."""
 
-from gateway.gaps.ledger import GapLedger, load_gaps, read_gaps
+from gateway.gaps.ledger import GapLedger, load_gaps, read_gaps, watch_filed
 from gateway.gaps.record import (
     GapCause,
     GapRecord,
@@ -18,4 +18,5 @@ __all__ = [
     "expected_intervals",
     "load_gaps",
     "read_gaps",
+    "watch_filed",
 ]

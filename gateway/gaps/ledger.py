@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from gateway.buffer.schema import BufferError, connect_reader
 from gateway.gaps.record import GAP_COLUMNS, GapRecord, GapState
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
+
+log = get_logger("gaps")
 
 RECENT_MS = 7 * 86_400_000
 """Finished gaps stay in the view (``/status``) this long after their last change."""
@@ -49,12 +52,39 @@ async def load_gaps(path: str, since_ms: int = 0) -> list[GapRecord]:
     return await asyncio.to_thread(read_gaps, path, since_ms)
 
 
+FILED_SCAN_S = 5.0
+"""How often the daemon looks for backfills filed by ``metergw backfill``."""
+
+
+async def watch_filed(
+    path: str, take: Callable[[Sequence[GapRecord]], int], every: float = FILED_SCAN_S
+) -> None:
+    """Hand active gaps found in the ledger to ``take`` every ``every`` seconds (runs
+    until cancelled): ``metergw backfill`` files a job there while the daemon runs.
+    ``take`` ignores the gaps it already knows."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            rows = await load_gaps(path, since_ms=2**62)
+        except BufferError as exc:
+            log.warning("gap_ledger_unreadable", error=str(exc))
+            continue
+        if queued := take(rows):
+            log.info("backfill_filed", gaps=queued)
+
+
 class GapLedger:
     """Gaps by id, as last committed; keeps ``metergw_gaps{state}`` up to date."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.gaps: dict[str, GapRecord] = {}
+        self.claimed: set[str] = set()
+        """Gaps a backfill of this run took on (their rows may not have committed yet)."""
+
+    def known(self, gap_id: str) -> bool:
+        """Whether this run already holds (or fills) the gap ``gap_id``."""
+        return gap_id in self.gaps or gap_id in self.claimed
 
     def note(self, records: Iterable[GapRecord]) -> None:
         """Rows that were committed (or loaded at start)."""

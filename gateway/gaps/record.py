@@ -1,10 +1,12 @@
 """One gap of the ledger: what is missing, why, and how far its backfill got.
 
 A gap is a span of a meter's interval data (start exclusive, end inclusive, ms
-UTC in the meter's own time frame, as its records are stamped) that live polls
-did not cover. The ledger row is written in the same transaction as the
-readings that change it (``WriteJob.gaps``), so a crash never stores records
-without the progress that says they are there, or the reverse.
+UTC by the gateway's clock) that live polls did not cover. The same span as the
+meter's clock saw it (``meter_start_ms``/``meter_end_ms``, mapped through the
+drift measured before and after) is where its records are looked for and
+counted. The ledger row is written in the same transaction as the readings
+that change it (``WriteJob.gaps``), so a crash never stores records without
+the progress that says they are there, or the reverse.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class GapRecord:
     """One row of the gap ledger.
 
     ``todo_from_ms``/``todo_to_ms`` are the backfill's progress: the part of the gap
-    whose records are still to read (a resumed backfill reads only that part).
+    whose records are still to read, in meter time (a resumed backfill reads only that
+    part). Expected and recovered intervals are counted on the meter-time span.
     ``settled`` counts recovered intervals outside that part, so a resumed backfill
     counts on from there without counting an interval twice.
     """
@@ -84,6 +87,8 @@ class GapRecord:
     updated_ms: int
     todo_from_ms: int
     todo_to_ms: int
+    meter_start_ms: int
+    meter_end_ms: int
     settled: int = 0
     bus: str = ""
     reason: str = ""
@@ -104,8 +109,11 @@ class GapRecord:
         interval_s: int,
         now_ms: int,
         bus: str = "",
+        meter_span: tuple[int, int] | None = None,
     ) -> GapRecord:
-        """A new gap, nothing recovered yet."""
+        """A new gap, nothing recovered yet; ``meter_span`` is the span in meter time
+        (the same as ``start_ms, end_ms`` when the meter's drift is unknown)."""
+        m_start, m_end = meter_span or (start_ms, end_ms)
         return cls(
             f"{meter}@{start_ms}",
             meter,
@@ -115,11 +123,13 @@ class GapRecord:
             end_ms,
             GapState.OPEN,
             interval_s,
-            expected_intervals(start_ms, end_ms, interval_s),
+            expected_intervals(m_start, m_end, interval_s),
             0,
             now_ms,
-            start_ms,
-            end_ms,
+            m_start,
+            m_end,
+            m_start,
+            m_end,
             bus=bus,
         )
 
@@ -144,6 +154,8 @@ class GapRecord:
             self.updated_ms,
             self.todo_from_ms,
             self.todo_to_ms,
+            self.meter_start_ms,
+            self.meter_end_ms,
             self.settled,
             self.bus,
             self.reason,
@@ -153,7 +165,7 @@ class GapRecord:
     def from_row(cls, row: Sequence[object]) -> GapRecord:
         """The record of a ledger row (``SELECT`` of :data:`GAP_COLUMNS`)."""
         (gid, meter, cause, keys, start, end, state, interval, expected, recovered, _missing,
-         updated, todo_from, todo_to, settled, bus, reason) = row  # fmt: skip
+         updated, todo_from, todo_to, m_start, m_end, settled, bus, reason) = row  # fmt: skip
         return cls(
             str(gid),
             str(meter),
@@ -168,6 +180,8 @@ class GapRecord:
             int(str(updated)),
             int(str(todo_from)),
             int(str(todo_to)),
+            int(str(m_start)),
+            int(str(m_end)),
             int(str(settled)),
             str(bus),
             str(reason),
@@ -175,9 +189,9 @@ class GapRecord:
 
     def to_json(self) -> dict[str, object]:
         """For ``/status``: the counts, the state and how far the backfill got."""
-        span = max(1, self.end_ms - self.start_ms)
-        done = self.end_ms - (self.todo_to_ms - self.todo_from_ms)
-        progress = 1.0 if not self.state.active else max(0.0, (done - self.start_ms) / span)
+        span = max(1, self.meter_end_ms - self.meter_start_ms)
+        left = self.todo_to_ms - self.todo_from_ms
+        progress = 1.0 if not self.state.active else max(0.0, 1 - left / span)
         return {
             "id": self.id,
             "meter": self.meter,
@@ -198,5 +212,6 @@ class GapRecord:
 
 GAP_COLUMNS = (
     "id, meter, cause, keys, start_ms, end_ms, state, interval_s, expected, recovered, "
-    "missing, updated_ms, todo_from_ms, todo_to_ms, settled, bus, reason"
+    "missing, updated_ms, todo_from_ms, todo_to_ms, meter_start_ms, meter_end_ms, settled, "
+    "bus, reason"
 )

@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
-from gateway.buffer import JobStore, WriteJob
+from gateway.buffer import JobStore
 from gateway.config.southbound import BusConfig
+from gateway.gaps import GapCause, GapLedger, GapRecord
 from gateway.health import BusHealth, MeterState
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -73,6 +74,7 @@ class BusWorker:
         store: JobStore,
         metrics: Metrics,
         on_change: Callable[[], None] = lambda: None,
+        ledger: GapLedger | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -87,6 +89,9 @@ class BusWorker:
         self._demand: deque[_Demand] = deque()
         self._backfills: deque[Backfill] = deque()
         """Gaps being filled, oldest first, a slice at a time between polls."""
+        self.ledger = ledger
+        self._paused: dict[str, list[Backfill]] = {}
+        """Backfills of meters that stopped answering, resumed at their next answer."""
         self._polls_since_slice = 0
         self._poll_s: float | None = None
         self._wake = asyncio.Event()
@@ -197,15 +202,29 @@ class BusWorker:
     async def _backfill_slice(self) -> None:
         job = self._backfills[0]
         t0 = time.monotonic()
-        readings, filled = await job.step()
+        records = await job.step()
         self.utilisation.add(t0, time.monotonic())
         self._polls_since_slice = 0
-        if filled is not None:
+        if job.done:
             self._backfills.popleft()
-        if readings or filled is not None:
-            # Records are few and the gap's end waits on them: this one commit is awaited.
-            records = WriteJob(readings, [filled] if filled is not None else [], origin="backfill")
-            await asyncio.shield(self.store.submit(records))
+            if job.paused:
+                self._paused.setdefault(job.meter.meter_id, []).append(job)
+        # Records are few and the gap's progress waits on them: this one commit is awaited.
+        await asyncio.shield(job.submit(self.store, records))
+
+    def resume_gaps(self, records: Sequence[GapRecord]) -> int:
+        """Queue the backfills of gaps an earlier run left open or filling (from the
+        ledger); each resumes from the part its row says is still to read."""
+        queued = 0
+        for rec in records:
+            meter = self.by_id.get(rec.meter)
+            if meter is None or not rec.state.active:
+                continue
+            self._backfills.append(Backfill(self.reader, meter, self.name, rec, self.ledger))
+            queued += 1
+        if queued:
+            self._wake.set()
+        return queued
 
     def _next(self) -> tuple[MeterRun | None, float]:
         if not self.meters:
@@ -353,7 +372,10 @@ class BusWorker:
         meter.polls.append(start_ms)
         del meter.polls[:-64]
         returning = outcome.returned_from_ms is not None or meter.gap_pending
+        cause = GapCause.METER_OFFLINE if outcome.returned_from_ms else meter.gap_cause
         meter.gap_pending = False
+        for paused in self._paused.pop(meter.meter_id, []):
+            self._backfills.append(paused.resumed())
         first = previous is MeterState.UNKNOWN
         if returning or first or time.time() >= meter.next_clock:
             r, e = await check_clock(
@@ -373,9 +395,11 @@ class BusWorker:
                 last_ok_ms=last_ok,
                 now_ms=start_ms,
                 drift_before_ms=drift_before,
+                cause=cause,
+                ledger=self.ledger,
             )
-            if job is not None:  # read between polls, see _step
-                events.append(job.opened)
+            if job is not None:  # read between polls, see _step; filed in the ledger now
+                job.submit(self.store, job.opening())
                 self._backfills.append(job)
         return readings, events
 
@@ -400,7 +424,7 @@ class BusWorker:
         if fault:
             for m in self.meters:
                 m.health.rollback()
-                m.gap_pending = True
+                m.gap_pending, m.gap_cause = True, GapCause.BUS_FAULT
             meter.health.last_error = text
             with contextlib.suppress(Exception):
                 await self.reader.close()

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
+from gateway.gaps import GapCause
 from gateway.health import MeterHealth, MeterState
 from protocols.quantities import is_cumulative
 
@@ -38,7 +39,9 @@ class MeterRun:
     drift_ms: int | None = None
     drift_alarm: bool = False
     gap_pending: bool = False
-    """The bus was at fault: check for a gap at the next answer."""
+    """The bus was at fault (or the gateway down): check for a gap at the next answer."""
+    gap_cause: GapCause = GapCause.BUS_FAULT
+    """Why, for the gap ledger."""
     polls: list[int] = field(default_factory=list)
     """Start times (ms) of the last successful polls, newest last (bounded)."""
     stored_ms: int | None = None

@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway.buffer import JobStore
 from gateway.config.model import Config
 from gateway.config.southbound import southbound_problems
+from gateway.gaps import GapCause, GapLedger, GapRecord
 from gateway.health import MeterState
 from gateway.metrics import Metrics
 from gateway.model import Reading
@@ -43,6 +44,8 @@ class Scheduler:
         self.metrics = metrics
         self.started = asyncio.Event()
         self.buses: list[BusWorker] = []
+        self.gaps = GapLedger(metrics)
+        """The gap ledger as committed: what ``/status`` and ``metergw_gaps`` show."""
         self._by_meter: dict[str, BusWorker] = {}
         for bus in config.buses:
 
@@ -51,7 +54,9 @@ class Scheduler:
 
             reader = build_reader(bus, profile_dirs=profile_dirs, on_discard=discarded)
             meters = build_meters(bus, config.poll_groups, config.gateway.timezone)
-            worker = BusWorker(bus, meters, reader, store, metrics, self._count_meters)
+            worker = BusWorker(
+                bus, meters, reader, store, metrics, self._count_meters, ledger=self.gaps
+            )
             self.buses.append(worker)
             for m in meters:
                 self._by_meter[m.meter_id] = worker
@@ -87,9 +92,17 @@ class Scheduler:
                 ts_ms = last_stored.get(m.meter_id)
                 if ts_ms is not None and m.health.last_ok_ms is None:
                     m.health.last_ok_ms = ts_ms
-                    m.gap_pending = True
+                    m.gap_pending, m.gap_cause = True, GapCause.GATEWAY_DOWN
                     resumed += 1
         return resumed
+
+    def resume_gaps(self, records: Sequence[GapRecord]) -> int:
+        """Take up the backfills an earlier run left unfinished (``records`` from the
+        ledger, see :func:`gateway.gaps.load_gaps`); returns how many were queued. Gaps of
+        meters no longer configured stay in the ledger as they are."""
+        new = [r for r in records if not self.gaps.known(r.id)]
+        self.gaps.note(new)
+        return sum(w.resume_gaps(new) for w in self.buses)
 
     def snapshot(self) -> SchedulerSnapshot:
         """Every bus and meter, now."""

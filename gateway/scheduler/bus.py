@@ -22,7 +22,7 @@ from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Time
 from gateway.buffer import JobStore
 from gateway.config.southbound import BusConfig
 from gateway.gaps import GapCause, GapLedger, GapRecord
-from gateway.health import BusHealth, MeterState
+from gateway.health import BusHealth, MeterState, ProbeBudget
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, Reading, TimeSource
@@ -96,6 +96,8 @@ class BusWorker:
         self._poll_s: float | None = None
         self._wake = asyncio.Event()
         self.book = PollBook(cfg.name, store, metrics, self._wake.set)
+        self.probes = ProbeBudget(cfg.probe_share, cfg.timeout)
+        """Time for probing offline meters at their groups' cadence (see health.probe)."""
         self._probe_delay = _PROBE_MIN
         self._probe_at = 0.0
         self._probe_index = 0
@@ -236,8 +238,9 @@ class BusWorker:
             if not pool:
                 return None, math.inf
             return pool[self._probe_index % len(pool)], self._probe_at
-        best = min(self.meters, key=lambda m: (m.due(), m.rank()))
-        return best, best.due()
+        probe_from = time.time() + self.probes.wait_s(time.monotonic())
+        best = min(self.meters, key=lambda m: (m.due(probe_from), m.rank()))
+        return best, best.due(probe_from)
 
     async def _sleep(self, delay: float) -> None:
         self._wake.clear()
@@ -310,6 +313,9 @@ class BusWorker:
             events = await self._failed(meter, error, start_ms)
         end = time.monotonic()
         self.utilisation.add(t0, end)
+        if retry and self.health.state != "fault" and not demand:
+            self.probes.spend(end - t0, end)  # an offline meter's probe (or retry)
+            self.metrics.probes.labels(self.name, "silent" if error else "answered").inc()
         cycle = self._cycle_seconds(end - t0)
         events += self.book.served(meter, due_groups, start, cycle)
         self._polls_since_slice += 1

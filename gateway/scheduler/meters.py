@@ -55,13 +55,15 @@ class MeterRun:
     def address(self) -> str:
         return self.cfg.address if self.cfg.address is not None else str(self.cfg.unit)
 
-    def due(self) -> float:
-        """When this meter should be polled next (epoch s)."""
+    def due(self, probe_from: float = math.inf) -> float:
+        """When this meter should be polled next (epoch s). An offline meter waits for its
+        backoff, or for its next tick once the bus has probe time (from ``probe_from``)."""
         if not self.groups:
             return math.inf  # read on demand only
+        tick = min((g.next_due for g in self.groups), default=math.inf)
         if self.health.state is MeterState.OFFLINE:
-            return self.health.retry_at
-        return min((g.next_due for g in self.groups), default=math.inf)
+            return min(self.health.retry_at, max(tick, probe_from))
+        return tick
 
     def rank(self) -> int:
         """Among meters due at once, answering ones go first: dead ones cost the rest."""

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "status": "gateway.cli.status",
     "schema": "gateway.cli.schema",
     "query": "gateway.cli.query",
+    "backfill": "gateway.cli.backfill",
 }
 
 

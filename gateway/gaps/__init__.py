@@ -1,6 +1,6 @@
 """The gap ledger: every interval a meter's data misses, accounted for to the interval."""
 
-from gateway.gaps.ledger import GapLedger, load_gaps, read_gaps, watch_filed
+from gateway.gaps.ledger import GapLedger, file_gap, load_gaps, read_gaps, watch_filed
 from gateway.gaps.record import (
     GapCause,
     GapRecord,
@@ -16,6 +16,7 @@ __all__ = [
     "GapState",
     "boundary",
     "expected_intervals",
+    "file_gap",
     "load_gaps",
     "read_gaps",
     "watch_filed",

@@ -47,6 +47,26 @@ def read_gaps(path: str, since_ms: int = 0) -> list[GapRecord]:
     return [GapRecord.from_row(r) for r in rows]
 
 
+def file_gap(path: str, record: GapRecord) -> None:
+    """Write one ledger row from outside the daemon (``metergw backfill`` while it runs):
+    a short transaction of its own; the daemon finds the row (:func:`watch_filed`)."""
+    try:
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise BufferError(f"buffer {path}: cannot open: {exc}") from None
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='gaps'").fetchone():
+            raise BufferError(f"buffer {path}: has no gap ledger (start the gateway once)")
+        columns = len(GAP_COLUMNS.split(","))
+        conn.execute(
+            f"INSERT OR REPLACE INTO gaps VALUES ({','.join('?' * columns)})", record.row()
+        )
+    except sqlite3.Error as exc:
+        raise BufferError(f"buffer {path}: cannot file the backfill: {exc}") from None
+    finally:
+        conn.close()
+
+
 async def load_gaps(path: str, since_ms: int = 0) -> list[GapRecord]:
     """:func:`read_gaps` off the event loop."""
     return await asyncio.to_thread(read_gaps, path, since_ms)

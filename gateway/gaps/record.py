@@ -110,12 +110,13 @@ class GapRecord:
         now_ms: int,
         bus: str = "",
         meter_span: tuple[int, int] | None = None,
+        gap_id: str | None = None,
     ) -> GapRecord:
         """A new gap, nothing recovered yet; ``meter_span`` is the span in meter time
         (the same as ``start_ms, end_ms`` when the meter's drift is unknown)."""
         m_start, m_end = meter_span or (start_ms, end_ms)
         return cls(
-            f"{meter}@{start_ms}",
+            gap_id or f"{meter}@{start_ms}",
             meter,
             cause,
             tuple(keys),

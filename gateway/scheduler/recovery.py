@@ -374,23 +374,44 @@ def start_backfill(
     The gap is kept in the meter's time frame (its records are stamped so) and counted
     in the interval of its load profile, or of its energy poll group when it keeps none.
     """
-    group = meter.cumulative_interval()
-    if last_ok_ms is None or not needs_backfill(last_ok_ms, now_ms, group):
+    if last_ok_ms is None or not needs_backfill(last_ok_ms, now_ms, meter.cumulative_interval()):
         return None
-    in_meter_time = meter_gap(
-        Gap(meter.meter_id, last_ok_ms, now_ms), drift_before_ms, meter.drift_ms
+    record = open_gap(
+        reader, meter, source, cause, last_ok_ms, now_ms, drift_before_ms=drift_before_ms
     )
+    return Backfill(reader, meter, source, record, ledger)
+
+
+def open_gap(
+    reader: MeterReader,
+    meter: MeterRun,
+    source: str,
+    cause: GapCause,
+    start_ms: int,
+    end_ms: int,
+    *,
+    drift_before_ms: int | None,
+    gap_id: str | None = None,
+) -> GapRecord:
+    """A new ledger row for ``meter``'s gap ``(start_ms, end_ms]`` (gateway clock), mapped
+    into meter time through the drift measured before and after (``meter.drift_ms``), and
+    counted in the interval of the meter's records (its load profile), or of its energy
+    poll group when it keeps none. No I/O."""
+    in_meter_time = meter_gap(
+        Gap(meter.meter_id, start_ms, end_ms), drift_before_ms, meter.drift_ms
+    )
+    group = meter.cumulative_interval()
     interval = reader.record_interval_s(meter.cfg) or max(1, round(group or 900))
     keys = [k for g in meter.groups if g.cumulative for k in g.keys]
-    record = GapRecord.opened(
+    return GapRecord.opened(
         meter.meter_id,
         cause,
         keys,
-        last_ok_ms,
-        now_ms,
+        start_ms,
+        end_ms,
         interval,
-        now_ms,
+        _now_ms(),
         bus=source,
         meter_span=(in_meter_time.start_ms, in_meter_time.end_ms),
+        gap_id=gap_id,
     )
-    return Backfill(reader, meter, source, record, ledger)

@@ -1,6 +1,6 @@
 """``metergw backfill`` without a running daemon: read the meter's records here.
 
-The same backfill the daemon runs (:class:`gateway.scheduler.recovery.Backfill`),
+The same backfill the daemon runs (:class:`gateway.scheduler.backfill.Backfill`),
 through the same write path (validation, then the buffer, with the gap's ledger
 row in each slice's transaction).
 """
@@ -20,7 +20,8 @@ async def backfill_alone(
     from drivers.errors import DriverError
     from gateway.buffer import Buffer, BufferError, WriteJob
     from gateway.metrics import Metrics
-    from gateway.scheduler.recovery import Backfill, check_clock
+    from gateway.scheduler.backfill import Backfill
+    from gateway.scheduler.recovery import check_clock
     from gateway.validate import Validator
 
     try:

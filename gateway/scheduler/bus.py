@@ -212,7 +212,19 @@ class BusWorker:
             if job.paused:
                 self._paused.setdefault(job.meter.meter_id, []).append(job)
         # Records are few and the gap's progress waits on them: this one commit is awaited.
-        await asyncio.shield(job.submit(self.store, records))
+        try:
+            await asyncio.shield(job.submit(self.store, records))
+        except Exception:
+            await self._rewind(job)
+            raise
+
+    async def _rewind(self, job: Backfill) -> None:
+        """A slice was not stored: the job reads it again, first in line."""
+        await job.rewind()
+        with contextlib.suppress(ValueError):
+            self._paused.get(job.meter.meter_id, []).remove(job)
+        if job not in self._backfills:
+            self._backfills.appendleft(job)
 
     def resume_gaps(self, records: Sequence[GapRecord]) -> int:
         """Queue the backfills of gaps an earlier run left open or filling (from the

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import Batch, Buffer
+from gateway.buffer import Batch, Buffer, BufferError, WriteJob
 from gateway.config import Config, parse_config
 from gateway.config.northbound import BufferConfig
 from gateway.gaps import GapRecord, GapState, load_gaps, read_gaps
@@ -247,3 +247,50 @@ async def test_a_1997_meters_gap_says_what_could_and_could_not_be_recovered(
     assert "energy consumed across it" in event[4]
     registers = sorted(r[5] for r in batch.readings if r[2] == TOTAL)
     assert any(a <= gap.start_ms and b >= gap.end_ms for a, b in itertools.pairwise(registers))
+
+
+class FailingOnce:
+    """The buffer, except that the third backfill slice fails to commit (a full disk)."""
+
+    def __init__(self, buf: Buffer) -> None:
+        self.buf = buf
+        self.slices = 0
+        self.healthy = True
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        if job.origin == "backfill" and job.readings:
+            self.slices += 1
+            if self.slices == 3:
+                fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()
+                fut.set_exception(BufferError("buffer test: disk full"))
+                return fut
+        return self.buf.submit(job)
+
+
+@pytest.mark.asyncio
+async def test_a_slice_that_is_not_stored_is_read_again(tmp_path: Path) -> None:
+    meter = SimMeter(addr(34), seed=34, clock=SimClock())
+    path = str(tmp_path / "b.sqlite")
+    async with Dlt645Bus([meter]) as sim, await Buffer.open(path, CFG, Metrics()) as buf:
+        cfg = energy_config(await sim.start_pty(), [meter], OFFLINE_FAST)
+        store = FailingOnce(buf)
+        sched = Scheduler(cfg, store, Metrics())
+        task = asyncio.create_task(sched.run())
+        try:
+            await until(lambda: buf.head_seq > 0, 5, "first reading")
+            await offline(sched, meter)
+            meter.clock.advance(12 * 3600)  # 48 records: three load-profile slices and more
+            meter.clear_faults()
+            await until(lambda: bool(closed(sched)), 30, "gap closed")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        batch = await everything(buf)
+    assert store.slices > 3
+    [gap] = read_gaps(path)
+    assert gap.state is GapState.FILLED, gap
+    step = 900_000
+    stamps = {r[5] for r in batch.readings if r[2] == TOTAL and r[9] & Quality.BACKFILLED}
+    first, last = gap.meter_start_ms // step + 1, gap.meter_end_ms // step + 1
+    assert {b * step for b in range(first, last)} <= stamps

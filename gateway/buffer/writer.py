@@ -29,6 +29,9 @@ CAP_TARGET = 0.9
 """Past ``max_bytes``, drop oldest rows until the data fits in this share of it."""
 QUARANTINE_PAYLOAD_MAX = 64 * 1024
 """Bytes of a rejected payload kept for inspection."""
+GAP_KEEP_MS = 90 * 86_400_000
+"""Finished gaps (filled, partly filled, unrecoverable) stay in the ledger this long."""
+GAP_PRUNE_EVERY_S = 3600.0
 
 
 def _now_ms() -> int:
@@ -149,6 +152,7 @@ class BufferWriter:
         self.commits = 0
         self.bytes = self._file_bytes()
         self._last_maintain = 0.0
+        self._gaps_pruned = 0.0
 
     # -- group commit ------------------------------------------------------------------
 
@@ -326,6 +330,12 @@ class BufferWriter:
                 dropped = self._drop_oldest(used)
             if self.quarantined > self._quarantine_checked + QUARANTINE_KEEP_PER_KIND // 10:
                 self._trim_quarantine()
+            if time.monotonic() - self._gaps_pruned >= GAP_PRUNE_EVERY_S or not self._gaps_pruned:
+                self._gaps_pruned = time.monotonic()
+                self.conn.execute(
+                    "DELETE FROM gaps WHERE state NOT IN ('open', 'filling') AND updated_ms < ?",
+                    (_now_ms() - GAP_KEEP_MS,),
+                )
             if self.seen > SEEN_KEEP * 1.1:
                 self.conn.execute(
                     "DELETE FROM seen WHERE id <= (SELECT max(id) FROM seen) - ?", (SEEN_KEEP,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import pytest
 from gateway.buffer import Buffer, WriteJob
 from gateway.buffer import schema as schema_module
 from gateway.config.northbound import BufferConfig
-from gateway.gaps import GapCause, GapLedger, GapRecord, GapState, expected_intervals, read_gaps
+from gateway.gaps import (
+    GapCause,
+    GapLedger,
+    GapRecord,
+    GapState,
+    expected_intervals,
+    file_gap,
+    read_gaps,
+)
 from gateway.metrics import Metrics
 from gateway.model import Quality, Reading, TimeSource
 
@@ -104,3 +113,18 @@ def test_the_ledger_view_counts_gaps_by_state() -> None:
     }
     assert [g["state"] for g in doc["gaps"]] == ["filling", "unrecoverable"]  # type: ignore[index]
     assert [g.id for g in ledger.active()] == [f"m1@{T0}"]
+
+
+@pytest.mark.asyncio
+async def test_finished_gaps_are_pruned_after_90_days_active_ones_never(tmp_path: Path) -> None:
+    path = str(tmp_path / "b.sqlite")
+    async with await Buffer.open(path, CFG, Metrics()):
+        pass
+    now = int(time.time() * 1000)
+    old = now - 91 * 86_400_000
+    file_gap(path, gap(id="old-filled", state=GapState.FILLED, updated_ms=old))
+    file_gap(path, gap(id="old-open", updated_ms=old))
+    file_gap(path, gap(id="new-filled", state=GapState.FILLED, updated_ms=now - 86_400_000))
+    async with await Buffer.open(path, CFG, Metrics()) as buf:
+        await buf.submit(WriteJob(gaps=[gap(id="x").row()]))
+    assert sorted(g.id for g in read_gaps(path)) == ["new-filled", "old-open", "x"]

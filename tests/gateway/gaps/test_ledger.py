@@ -128,3 +128,30 @@ async def test_finished_gaps_are_pruned_after_90_days_active_ones_never(tmp_path
     async with await Buffer.open(path, CFG, Metrics()) as buf:
         await buf.submit(WriteJob(gaps=[gap(id="x").row()]))
     assert sorted(g.id for g in read_gaps(path)) == ["new-filled", "old-open", "x"]
+
+
+def test_status_shows_the_gaps_with_their_progress() -> None:
+    from rich.console import Console
+
+    from gateway.status import RecentEvents, StatusModel
+    from gateway.status.render import status_view
+
+    ledger = GapLedger()
+    ledger.note(
+        [
+            gap(state=GapState.FILLING, recovered=3, todo_from_ms=T0 + 3_600_000),
+            gap(id="u", state=GapState.UNRECOVERABLE, updated_ms=int(time.time() * 1000)),
+        ]
+    )
+    model = StatusModel("gw", Metrics(), RecentEvents(10))
+    model.gaps = ledger
+    doc = model.snapshot()
+    rows = doc["gaps"]["gaps"]
+    assert [(g["state"], g["progress"]) for g in rows] == [("filling", 0.5), ("unrecoverable", 1.0)]
+    console = Console(record=True, width=160)
+    console.print(status_view(doc))
+    text = console.export_text()
+    assert "Gaps" in text
+    assert "1 filling, 1 unrecoverable" in text
+    assert "3/8" in text
+    assert "50 %" in text

@@ -99,15 +99,18 @@ class Backfill:
 
     # -- opening -------------------------------------------------------------------
 
-    def opening(self) -> WriteJob:
+    def opening(self, reason: str = "", polls: int | None = None) -> WriteJob:
         """The job that files the gap: its ``gap_opened`` event and its first ledger row."""
         rec = self.record
-        reason = (
+        reason = reason or (
             f"no readings for {(rec.end_ms - rec.start_ms) / 1000:.0f} s "
             f"({rec.cause.value}): {rec.expected} interval(s) of {rec.interval_s} s missing"
         )
+        extra: dict[str, str | int | bool] = {"bus": self.source}
+        if polls is not None:
+            extra["polls"] = polls
         return WriteJob(
-            events=[gap_event(rec, reason, rec.updated_ms)],
+            events=[gap_event(rec, reason, rec.updated_ms, **extra)],
             gaps=[rec.row()],
             origin="backfill",
             subject=rec.meter,
@@ -356,6 +359,24 @@ def start_backfill(
         return None
     record = open_gap(
         reader, meter, source, cause, last_ok_ms, now_ms, drift_before_ms=drift_before_ms
+    )
+    return Backfill(reader, meter, source, record, ledger)
+
+
+def not_stored_backfill(
+    reader: MeterReader,
+    meter: MeterRun,
+    source: str,
+    first_ms: int,
+    last_ms: int,
+    ledger: GapLedger | None = None,
+) -> Backfill:
+    """Polls from ``first_ms`` to ``last_ms`` were read but could not be stored: the gap
+    runs from the meter's newest stored poll (or just before the first lost one)."""
+    stored = meter.stored_ms
+    start = stored if stored is not None and stored < first_ms else first_ms - 1
+    record = open_gap(
+        reader, meter, source, GapCause.NOT_STORED, start, last_ms, drift_before_ms=meter.drift_ms
     )
     return Backfill(reader, meter, source, record, ledger)
 

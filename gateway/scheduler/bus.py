@@ -30,7 +30,12 @@ from gateway.scheduler.links import link_name
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.pollbook import GroupTally, PollBook
 from gateway.scheduler.readers import MeterReader, ReadResult
-from gateway.scheduler.recovery import Backfill, check_clock, start_backfill
+from gateway.scheduler.recovery import (
+    Backfill,
+    check_clock,
+    not_stored_backfill,
+    start_backfill,
+)
 from gateway.scheduler.snapshot import BusSnapshot, GroupSnapshot, MeterSnapshot
 from gateway.scheduler.timing import Utilisation
 
@@ -95,7 +100,7 @@ class BusWorker:
         self._polls_since_slice = 0
         self._poll_s: float | None = None
         self._wake = asyncio.Event()
-        self.book = PollBook(cfg.name, store, metrics, self._wake.set)
+        self.book = PollBook(cfg.name, store, metrics, self._wake.set, on_gap=self._not_stored)
         self.probes = ProbeBudget(cfg.probe_share, cfg.timeout)
         """Time for probing offline meters at their groups' cadence (see health.probe)."""
         self._probe_delay = _PROBE_MIN
@@ -239,6 +244,16 @@ class BusWorker:
         if queued:
             self._wake.set()
         return queued
+
+    def _not_stored(self, meter_id: str, first_ms: int, last_ms: int, polls: int, why: str) -> bool:
+        """Polls read but not stored: a gap in the ledger, backfilled from the meter's records."""
+        meter = self.by_id.get(meter_id)
+        if meter is None or not self.cfg.backfill:
+            return False
+        job = not_stored_backfill(self.reader, meter, self.name, first_ms, last_ms, self.ledger)
+        job.submit(self.store, job.opening(f"{polls} poll(s) read but not stored: {why}", polls))
+        self._backfills.append(job)
+        return True
 
     def _next(self) -> tuple[MeterRun | None, float]:
         if not self.meters:

@@ -13,7 +13,13 @@ from drivers.errors import DriverError
 from gateway.health import meter_time_to_utc_ms
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Reading, TimeSource
-from gateway.scheduler.backfill import Backfill, gap_event, open_gap, start_backfill
+from gateway.scheduler.backfill import (
+    Backfill,
+    gap_event,
+    not_stored_backfill,
+    open_gap,
+    start_backfill,
+)
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.readers import MeterReader
 
@@ -60,4 +66,11 @@ async def check_clock(
     return [reading], events
 
 
-__all__ = ["Backfill", "check_clock", "gap_event", "open_gap", "start_backfill"]
+__all__ = [
+    "Backfill",
+    "check_clock",
+    "gap_event",
+    "not_stored_backfill",
+    "open_gap",
+    "start_backfill",
+]

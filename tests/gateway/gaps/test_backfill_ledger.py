@@ -16,7 +16,7 @@ import pytest
 from gateway.buffer import Batch, Buffer, BufferError, WriteJob
 from gateway.config import Config, parse_config
 from gateway.config.northbound import BufferConfig
-from gateway.gaps import GapRecord, GapState, load_gaps, read_gaps
+from gateway.gaps import GapCause, GapRecord, GapState, load_gaps, read_gaps
 from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality
 from gateway.scheduler import Scheduler
@@ -294,3 +294,49 @@ async def test_a_slice_that_is_not_stored_is_read_again(tmp_path: Path) -> None:
     stamps = {r[5] for r in batch.readings if r[2] == TOTAL and r[9] & Quality.BACKFILLED}
     first, last = gap.meter_start_ms // step + 1, gap.meter_end_ms // step + 1
     assert {b * step for b in range(first, last)} <= stamps
+
+
+class FailingPolls:
+    """The buffer, except that polls fail to commit while ``fail`` is set (a full disk)."""
+
+    def __init__(self, buf: Buffer) -> None:
+        self.buf = buf
+        self.fail = False
+        self.healthy = True
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        if self.fail and job.origin == "poll":
+            fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()
+            fut.set_exception(BufferError("buffer test: commit failed: disk full"))
+            return fut
+        return self.buf.submit(job)
+
+
+@pytest.mark.asyncio
+async def test_polls_that_could_not_be_stored_are_a_gap_in_the_ledger(tmp_path: Path) -> None:
+    meter = SimMeter(addr(35), seed=35, clock=SimClock())
+    path = str(tmp_path / "b.sqlite")
+    async with Dlt645Bus([meter]) as sim, await Buffer.open(path, CFG, Metrics()) as buf:
+        cfg = energy_config(await sim.start_pty(), [meter], OFFLINE_FAST)
+        store = FailingPolls(buf)
+        sched = Scheduler(cfg, store, Metrics())
+        task = asyncio.create_task(sched.run())
+        try:
+            await until(lambda: buf.head_seq > 0, 5, "first reading")
+            store.fail = True
+            run = sched.buses[0].meters[0]
+            stored = run.stored_ms or 0
+            await until(lambda: time.time() * 1000 - stored > 2500, 5, "polls not stored")
+            store.fail = False
+            await until(lambda: bool(closed(sched)), 20, "gap closed")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        batch = await everything(buf)
+    [gap] = read_gaps(path)
+    assert gap.cause is GapCause.NOT_STORED
+    assert gap.start_ms == stored
+    assert not gap.state.active
+    [opened] = [e for e in batch.events if e[1] == "gap_opened"]
+    assert "poll(s) read but not stored: buffer test: commit failed: disk full" in opened[4]

@@ -90,8 +90,7 @@ class BusConfig(Section):
     backfill: bool = True
     """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
     probe_share: float = Field(default=0.1, ge=0.0, le=1.0)
-    """Share of the bus's time for probing offline meters at their group's cadence (one
-    request, no retries), so a returning meter is polled within one interval (0: off)."""
+    """Share of bus time to probe offline meters at their group's cadence (0: off)."""
     max_gap: int = Field(default=10, ge=0, le=125)
     """Modbus: unwanted registers read through to merge two reads into one."""
     max_registers: int = Field(default=125, ge=1, le=125)

@@ -91,11 +91,11 @@ class Backfill:
         self._readings = 0
         self._profile = False
         self._base = record.settled
+        """Intervals recovered by earlier runs, outside the part still to read."""
         self.stored = record
         """The gap's newest row known to be committed: where a rewind goes back to."""
         if ledger is not None:
             ledger.claimed.add(record.id)
-        """Intervals recovered by earlier runs, outside the part still to read."""
 
     # -- opening -------------------------------------------------------------------
 
@@ -132,6 +132,27 @@ class Backfill:
 
         fut.add_done_callback(committed)
         return fut
+
+    @property
+    def started(self) -> bool:
+        """Whether reading has begun (or anything of the gap was stored since it opened)."""
+        return self._slices is not None or self.stored.state is not GapState.OPEN
+
+    def extend(self, end_ms: int) -> WriteJob:
+        """The outage goes on: the gap (not started yet) now ends at ``end_ms``; the job
+        that stores its longer row. One outage stays one gap."""
+        rec = self.record
+        m_end = end_ms + (rec.meter_end_ms - rec.end_ms)
+        longer = {
+            "end_ms": end_ms,
+            "meter_end_ms": m_end,
+            "todo_to_ms": m_end,
+            "expected": expected_intervals(rec.meter_start_ms, m_end, rec.interval_s),
+            "updated_ms": _now_ms(),
+        }
+        self.record = rec.but(**longer)
+        self.stored = self.stored.but(**longer)
+        return self._job([], [])
 
     async def rewind(self) -> None:
         """A slice was not stored: go back to the last committed row, so that what was
@@ -280,6 +301,9 @@ class Backfill:
                 "recovered; its registers read before and after the gap still give the "
                 "energy consumed across it"
             )
+        elif rec.expected == 0:
+            state = GapState.FILLED
+            reason = f"no {rec.interval_s} s interval ended inside the gap: nothing is missing"
         elif rec.missing == 0:
             state = GapState.FILLED
             reason = f"all {rec.expected} interval(s) recovered from the meter's records"

@@ -195,7 +195,7 @@ class BusWorker:
         # Backfill takes the line when no poll is due, and one slice in every
         # POLLS_PER_SLICE polls on a line that is never idle; not during a bus fault.
         idle = meter is None or delay > 0 or self._polls_since_slice >= POLLS_PER_SLICE
-        if self._backfills and idle and self.health.state != "fault":
+        if self._backfills and idle and self.health.state != "fault" and self.store.healthy:
             await self._backfill_slice()
             return
         if meter is None or delay > 0:
@@ -250,6 +250,11 @@ class BusWorker:
         meter = self.by_id.get(meter_id)
         if meter is None or not self.cfg.backfill:
             return False
+        for queued in self._backfills:
+            same = queued.meter is meter and queued.record.cause is GapCause.NOT_STORED
+            if same and not queued.started:
+                queued.submit(self.store, queued.extend(last_ms))  # the same outage, longer
+                return True
         job = not_stored_backfill(self.reader, meter, self.name, first_ms, last_ms, self.ledger)
         job.submit(self.store, job.opening(f"{polls} poll(s) read but not stored: {why}", polls))
         self._backfills.append(job)

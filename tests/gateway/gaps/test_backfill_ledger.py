@@ -302,7 +302,10 @@ class FailingPolls:
     def __init__(self, buf: Buffer) -> None:
         self.buf = buf
         self.fail = False
-        self.healthy = True
+
+    @property
+    def healthy(self) -> bool:
+        return not self.fail
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
         if self.fail and job.origin == "poll":
@@ -337,6 +340,7 @@ async def test_polls_that_could_not_be_stored_are_a_gap_in_the_ledger(tmp_path: 
     [gap] = read_gaps(path)
     assert gap.cause is GapCause.NOT_STORED
     assert gap.start_ms == stored
+    assert gap.end_ms - gap.start_ms >= 2000, "one gap for the whole outage"
     assert not gap.state.active
     [opened] = [e for e in batch.events if e[1] == "gap_opened"]
     assert "poll(s) read but not stored: buffer test: commit failed: disk full" in opened[4]

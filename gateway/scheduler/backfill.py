@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 from drivers.errors import DriverError
 from gateway.buffer import JobStore, Outcome, WriteJob
@@ -75,8 +75,11 @@ class Backfill:
         source: str,
         record: GapRecord,
         ledger: GapLedger | None = None,
+        across: str = "",
     ) -> None:
         self.reader = reader
+        self.across = across
+        """What the registers read before and after the gap say (the energy across it)."""
         self.meter = meter
         self.source = source
         self.record = record
@@ -299,7 +302,7 @@ class Backfill:
             reason = (
                 f"this meter keeps no interval records: {rec.expected} intervals cannot be "
                 "recovered; its registers read before and after the gap still give the "
-                "energy consumed across it"
+                f"energy consumed across it{': ' + self.across if self.across else ''}"
             )
         elif rec.expected == 0:
             state = GapState.FILLED
@@ -312,6 +315,7 @@ class Backfill:
             reason = (
                 f"the meter's records hold none of the {rec.expected} missing interval(s) "
                 "(older than it keeps, or not kept)"
+                f"{'; ' + self.across if self.across else ''}"
             )
         else:
             state = GapState.PARTLY_FILLED
@@ -319,6 +323,7 @@ class Backfill:
             reason = (
                 f"{recovered} of {rec.expected} interval(s) recovered from the meter's "
                 f"{source}; {rec.missing} cannot be recovered"
+                f"{'; ' + self.across if self.across else ''}"
             )
         self.record = rec = rec.but(state=state, reason=reason)
         events.append(
@@ -373,6 +378,7 @@ def start_backfill(
     drift_before_ms: int | None,
     cause: GapCause = GapCause.METER_OFFLINE,
     ledger: GapLedger | None = None,
+    readings: Sequence[Reading] = (),
 ) -> Backfill | None:
     """After a return: the gap to fill, or ``None`` when no interval was missed.
 
@@ -384,7 +390,22 @@ def start_backfill(
     record = open_gap(
         reader, meter, source, cause, last_ok_ms, now_ms, drift_before_ms=drift_before_ms
     )
-    return Backfill(reader, meter, source, record, ledger)
+    return Backfill(reader, meter, source, record, ledger, energy_across(meter, readings))
+
+
+ACROSS_KEYS = ("energy_import_total_kwh", "energy_combined_total_kwh", "energy_export_total_kwh")
+
+
+def energy_across(meter: MeterRun, after: Sequence[Reading]) -> str:
+    """What the energy registers read before the gap (``meter.registers``) and at the
+    meter's return (``after``) say about it, or "" when they do not bracket it."""
+    now = {r.key: r for r in after}
+    for key in (*ACROSS_KEYS, *sorted(meter.registers)):
+        if key in meter.registers and key in now:
+            _, before, unit = meter.registers[key]
+            value = now[key].value
+            return f"{key} went from {before} to {value} {unit} across it ({value - before} {unit})"
+    return ""
 
 
 def not_stored_backfill(

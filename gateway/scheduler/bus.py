@@ -435,10 +435,12 @@ class BusWorker:
                 drift_before_ms=drift_before,
                 cause=cause,
                 ledger=self.ledger,
+                readings=readings,
             )
             if job is not None:  # read between polls, see _step; filed in the ledger now
                 job.submit(self.store, job.opening())
                 self._backfills.append(job)
+        meter.note_registers(readings)
         return readings, events
 
     async def _failed(self, meter: MeterRun, error: BaseException, start_ms: int) -> list[Event]:

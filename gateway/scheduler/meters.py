@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
 from gateway.gaps import GapCause
 from gateway.health import MeterHealth, MeterState
+from gateway.model import Reading
 from protocols.quantities import is_cumulative
 
 
@@ -46,6 +48,9 @@ class MeterRun:
     """Start times (ms) of the last successful polls, newest last (bounded)."""
     stored_ms: int | None = None
     """Start time (ms) of the newest poll whose readings were committed."""
+    registers: dict[str, tuple[int, Decimal, str]] = field(default_factory=dict)
+    """The newest value read of each energy register: (ms, value, unit). What a gap's
+    records cannot give, these bound: the energy consumed across it."""
 
     @property
     def meter_id(self) -> str:
@@ -74,6 +79,12 @@ class MeterRun:
     def cumulative_interval(self) -> float | None:
         """The shortest interval of a group that reads energy registers."""
         return min((g.interval for g in self.groups if g.cumulative), default=None)
+
+    def note_registers(self, readings: Iterable[Reading]) -> None:
+        """Keep the newest value of each energy register among ``readings``."""
+        for r in readings:
+            if is_cumulative(r.key):
+                self.registers[r.key] = (r.ts_ms, r.value, r.unit)
 
     def all_keys(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(k for g in self.groups for k in g.keys))

@@ -218,7 +218,7 @@ def manual_gap(reader: Any, run: Any, bus: Any, start_ms: int, end_ms: int) -> A
     """The ledger row of a backfill asked for by hand (through the meter's drift when it
     was measured)."""
     from gateway.gaps import GapCause
-    from gateway.scheduler.backfill import open_gap
+    from gateway.scheduler.gapstart import open_gap
 
     return open_gap(
         reader,

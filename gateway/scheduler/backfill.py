@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator
 
 from drivers.errors import DriverError
 from gateway.buffer import JobStore, Outcome, WriteJob
-from gateway.gaps import GapCause, GapLedger, GapRecord, GapState, boundary, expected_intervals
-from gateway.health import Gap, meter_gap, needs_backfill
+from gateway.gaps import GapLedger, GapRecord, GapState, boundary, expected_intervals
+from gateway.health import Gap
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource
 from gateway.scheduler.meters import MeterRun
@@ -97,6 +97,10 @@ class Backfill:
         """Intervals recovered by earlier runs, outside the part still to read."""
         self.stored = record
         """The gap's newest row known to be committed: where a rewind goes back to."""
+        self._opening: WriteJob | None = None
+        self._carry: list[Event] = []
+        """The ``gap_opened`` event of an opening that did not commit: sent with the next job
+        (every later state change is made again after a rewind; the opening is not)."""
         if ledger is not None:
             ledger.claimed.add(record.id)
 
@@ -112,12 +116,13 @@ class Backfill:
         extra: dict[str, str | int | bool] = {"bus": self.source}
         if polls is not None:
             extra["polls"] = polls
-        return WriteJob(
+        self._opening = WriteJob(
             events=[gap_event(rec, reason, rec.updated_ms, **extra)],
             gaps=[rec.row()],
             origin="backfill",
             subject=rec.meter,
         )
+        return self._opening
 
     def submit(self, store: JobStore, job: WriteJob) -> asyncio.Future[WriteJob]:
         """Hand ``job`` to the write path; the ledger view follows once it commits."""
@@ -132,6 +137,8 @@ class Backfill:
                 self.stored = record
                 if self.ledger is not None:
                     self.ledger.note([record])
+            elif self._opening is not None and any(e in self._opening.events for e in job.events):
+                self._carry = [e for e in self._opening.events if e not in self._carry]
 
         fut.add_done_callback(committed)
         return fut
@@ -261,9 +268,10 @@ class Backfill:
         return max(1, round(interval)) if interval is not None else self.record.interval_s
 
     def _job(self, readings: list[Reading], events: list[Event]) -> WriteJob:
+        carried, self._carry = self._carry, []
         return WriteJob(
             readings=readings,
-            events=events,
+            events=[*carried, *events],
             gaps=[self.record.row()],
             origin="backfill",
             subject=self.meter.meter_id,
@@ -366,96 +374,3 @@ class Backfill:
         return Backfill(
             self.reader, self.meter, self.source, self.stored.but(reason=""), self.ledger
         )
-
-
-def start_backfill(
-    reader: MeterReader,
-    meter: MeterRun,
-    source: str,
-    *,
-    last_ok_ms: int | None,
-    now_ms: int,
-    drift_before_ms: int | None,
-    cause: GapCause = GapCause.METER_OFFLINE,
-    ledger: GapLedger | None = None,
-    readings: Sequence[Reading] = (),
-) -> Backfill | None:
-    """After a return: the gap to fill, or ``None`` when no interval was missed.
-
-    The gap is kept in the meter's time frame (its records are stamped so) and counted
-    in the interval of its load profile, or of its energy poll group when it keeps none.
-    """
-    if last_ok_ms is None or not needs_backfill(last_ok_ms, now_ms, meter.cumulative_interval()):
-        return None
-    record = open_gap(
-        reader, meter, source, cause, last_ok_ms, now_ms, drift_before_ms=drift_before_ms
-    )
-    return Backfill(reader, meter, source, record, ledger, energy_across(meter, readings))
-
-
-ACROSS_KEYS = ("energy_import_total_kwh", "energy_combined_total_kwh", "energy_export_total_kwh")
-
-
-def energy_across(meter: MeterRun, after: Sequence[Reading]) -> str:
-    """What the energy registers read before the gap (``meter.registers``) and at the
-    meter's return (``after``) say about it, or "" when they do not bracket it."""
-    now = {r.key: r for r in after}
-    for key in (*ACROSS_KEYS, *sorted(meter.registers)):
-        if key in meter.registers and key in now:
-            _, before, unit = meter.registers[key]
-            value = now[key].value
-            return f"{key} went from {before} to {value} {unit} across it ({value - before} {unit})"
-    return ""
-
-
-def not_stored_backfill(
-    reader: MeterReader,
-    meter: MeterRun,
-    source: str,
-    first_ms: int,
-    last_ms: int,
-    ledger: GapLedger | None = None,
-) -> Backfill:
-    """Polls from ``first_ms`` to ``last_ms`` were read but could not be stored: the gap
-    runs from the meter's newest stored poll (or just before the first lost one)."""
-    stored = meter.stored_ms
-    start = stored if stored is not None and stored < first_ms else first_ms - 1
-    record = open_gap(
-        reader, meter, source, GapCause.NOT_STORED, start, last_ms, drift_before_ms=meter.drift_ms
-    )
-    return Backfill(reader, meter, source, record, ledger)
-
-
-def open_gap(
-    reader: MeterReader,
-    meter: MeterRun,
-    source: str,
-    cause: GapCause,
-    start_ms: int,
-    end_ms: int,
-    *,
-    drift_before_ms: int | None,
-    gap_id: str | None = None,
-) -> GapRecord:
-    """A new ledger row for ``meter``'s gap ``(start_ms, end_ms]`` (gateway clock), mapped
-    into meter time through the drift measured before and after (``meter.drift_ms``), and
-    counted in the interval of the meter's records (its load profile), or of its energy
-    poll group when it keeps none. No I/O."""
-    in_meter_time = meter_gap(
-        Gap(meter.meter_id, start_ms, end_ms), drift_before_ms, meter.drift_ms
-    )
-    group = meter.cumulative_interval()
-    interval = reader.record_interval_s(meter.cfg) or max(1, round(group or 900))
-    keys = [k for g in meter.groups if g.cumulative for k in g.keys]
-    return GapRecord.opened(
-        meter.meter_id,
-        cause,
-        keys,
-        start_ms,
-        end_ms,
-        interval,
-        _now_ms(),
-        bus=source,
-        meter_span=(in_meter_time.start_ms, in_meter_time.end_ms),
-        gap_id=gap_id,
-    )

@@ -1,7 +1,8 @@
 """Meter clock checks and gap backfill, run by the bus task after an answer.
 
 The backfill itself (a gap of the ledger filled a slice at a time) lives in
-:mod:`gateway.scheduler.backfill`; its names are re-exported here.
+:mod:`gateway.scheduler.backfill`, where gaps open in :mod:`gateway.scheduler.gapstart`;
+their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ from drivers.errors import DriverError
 from gateway.health import meter_time_to_utc_ms
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Reading, TimeSource
-from gateway.scheduler.backfill import (
-    Backfill,
-    gap_event,
-    not_stored_backfill,
-    open_gap,
-    start_backfill,
-)
+from gateway.scheduler.backfill import Backfill, gap_event
+from gateway.scheduler.gapstart import not_stored_backfill, open_gap, start_backfill
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.readers import MeterReader
 

@@ -30,6 +30,8 @@ from gateway.buffer import Buffer, BufferError, WriteJob
 from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
 from gateway.forward import Sink
+from gateway.gaps import GapRecord, load_gaps
+from gateway.gaps.ledger import RECENT_MS
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
@@ -185,6 +187,16 @@ class Daemon:
                 self._last_stored[meter] = int(ts_ms)
         log.info("references_restored", count=count)
 
+    async def _unfinished_gaps(self) -> list[GapRecord]:
+        """The gap ledger's gaps, for the backfills an earlier run left unfinished (and the
+        last week's finished ones, for ``/status``)."""
+        since = int(time.time() * 1000) - RECENT_MS
+        try:
+            return await load_gaps(self.buffer_path, since_ms=since)
+        except BufferError as exc:  # polling starts; those gaps stay open in the ledger
+            log.error("gap_ledger_not_read", error=str(exc))
+            return []
+
     async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
         # Commits still in flight (a source cancelled mid-accept) finish first; then the
         # validator's references are kept for the next start.
@@ -212,7 +224,7 @@ class Daemon:
                 services = Services(
                     tg, buffer, validator, self.metrics, self.status, self.profile_dirs, cfg
                 )
-                services.start(self._last_stored)
+                services.start(self._last_stored, await self._unfinished_gaps())
                 self.started.set()
                 log.info(
                     "daemon_started",

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "schema": "gateway.cli.schema",
     "query": "gateway.cli.query",
     "report": "gateway.cli.report",
+    "backfill": "gateway.cli.backfill",
 }
 
 

@@ -31,6 +31,8 @@ from gateway.config import Config
 from gateway.config.loader import profile_dirs_for
 from gateway.config.southbound import meter_thresholds
 from gateway.forward import Sink
+from gateway.gaps import GapRecord, load_gaps
+from gateway.gaps.ledger import RECENT_MS
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
@@ -187,6 +189,16 @@ class Daemon:
                 self._last_stored[meter] = int(ts_ms)
         log.info("references_restored", count=count)
 
+    async def _unfinished_gaps(self) -> list[GapRecord]:
+        """The gap ledger's gaps, for the backfills an earlier run left unfinished (and the
+        last week's finished ones, for ``/status``)."""
+        since = int(time.time() * 1000) - RECENT_MS
+        try:
+            return await load_gaps(self.buffer_path, since_ms=since)
+        except BufferError as exc:  # polling starts; those gaps stay open in the ledger
+            log.error("gap_ledger_not_read", error=str(exc))
+            return []
+
     async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
         # Commits still in flight (a source cancelled mid-accept) finish first; then the
         # validator's references are kept for the next start.
@@ -214,7 +226,7 @@ class Daemon:
                 services = Services(
                     tg, buffer, validator, self.metrics, self.status, self.profile_dirs, cfg
                 )
-                services.start(self._last_stored)
+                services.start(self._last_stored, await self._unfinished_gaps())
                 self.started.set()
                 log.info(
                     "daemon_started",

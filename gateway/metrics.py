@@ -75,6 +75,18 @@ class Metrics:
             registry=r,
         )
         self.meters = Gauge("metergw_meters", "Meters by state", ["state"], registry=r)
+        self.gaps = Gauge(
+            "metergw_gaps",
+            "Gaps in the ledger by state (open, filling, filled, partly_filled, unrecoverable)",
+            ["state"],
+            registry=r,
+        )
+        self.probes = Counter(
+            "metergw_probes",
+            "Cheap probes of offline meters (one request, no retries) by result",
+            ["bus", "result"],
+            registry=r,
+        )
         # Acceptance.
         self.readings_accepted = Counter(
             "metergw_readings_accepted",

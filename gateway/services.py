@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.analytics import daily_closer
 from gateway.buffer import Buffer, JobStore
 from gateway.config import Config
 from gateway.forward import Forwarder, Sink
 from gateway.forward.registry import SINKS
+from gateway.gaps import GapRecord, watch_filed
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -44,17 +47,23 @@ class Services:
     sinks: dict[str, tuple[Sink, asyncio.Task[None]]] = field(default_factory=dict)
     scheduler: Scheduler | None = None
     scheduler_task: asyncio.Task[None] | None = None
+    gaps_task: asyncio.Task[None] | None = None
     ingest: ConcentratorIngest | None = None
     ingest_task: asyncio.Task[None] | None = None
+    analytics_task: asyncio.Task[None] | None = None
 
     # -- start ---------------------------------------------------------------------------
 
-    def start(self, last_stored: dict[str, int]) -> None:
-        """Start every configured part."""
+    def start(self, last_stored: dict[str, int], gaps: Sequence[GapRecord] = ()) -> None:
+        """Start every configured part; ``gaps``: the ledger's unfinished gaps, whose
+        backfills take up where an earlier run stopped."""
         for name in SINKS:
             self._start_sink(name)
-        self._start_polling(last_stored)
+        self._start_polling(last_stored, gaps)
         self._start_ingest()
+        # Each meter's day closed at its local midnight: figures from the local store.
+        if closer := daily_closer(lambda: self.config, self.store):
+            self.analytics_task = self.tg.create_task(closer.run(), name="analytics")
 
     def _start_sink(self, name: str) -> None:
         sink = SINKS[name].from_config(self.config, self.metrics)
@@ -70,7 +79,7 @@ class Services:
         self.status.sinks = list(self.sinks)
         self.status.sink_parts = [s for s, _ in self.sinks.values()]
 
-    def _start_polling(self, last_stored: dict[str, int]) -> None:
+    def _start_polling(self, last_stored: dict[str, int], gaps: Sequence[GapRecord] = ()) -> None:
         if not self.config.buses:
             return
         # The polling stack (drivers, pymodbus, pyserial: about 4 MB resident) is loaded
@@ -83,7 +92,13 @@ class Services:
         self.status.scheduler = self.scheduler
         if resumed := self.scheduler.resume(last_stored):
             log.info("polling_resumed", meters=resumed)
+        self.status.gaps = self.scheduler.gaps
+        if queued := self.scheduler.resume_gaps(gaps):
+            log.info("backfill_resumed", gaps=queued)
         self.scheduler_task = self.tg.create_task(self.scheduler.run(), name="scheduler")
+        # Backfills filed by `metergw backfill` while the daemon runs.
+        filed = watch_filed(self.buffer.path, self.scheduler.resume_gaps)
+        self.gaps_task = self.tg.create_task(filed, name="gaps")
 
     def _start_ingest(self) -> None:
         if self.config.ingest is None:
@@ -104,7 +119,8 @@ class Services:
 
     @property
     def sources(self) -> list[asyncio.Task[Any]]:
-        return [t for t in (self.scheduler_task, self.ingest_task) if t is not None]
+        tasks = (self.scheduler_task, self.gaps_task, self.ingest_task, self.analytics_task)
+        return [t for t in tasks if t is not None]
 
     @property
     def forwarders(self) -> list[asyncio.Task[Any]]:
@@ -129,7 +145,7 @@ class Services:
             self._start_ingest()
         if plan.buses:
             if self.scheduler is None:
-                self._start_polling({})
+                self._start_polling({}, ())
             else:
                 await self.scheduler.restart(plan.config, plan.buses)
 

@@ -59,6 +59,20 @@ def _build() -> dict[str, Quantity]:
     add("meter_clock_drift_s", "s", False, "meter clock minus gateway clock")
     for n in range(1, 8):
         add(f"status_word_{n}", "", False, f"running status word {n}")
+    # Derived by the gateway at each day's close in the meter's zone (gateway.analytics),
+    # stamped at the day's start: a day's figures, not registers.
+    add("daily_energy_import_total_kwh", "kWh", False, "import active energy of the day, total")
+    for n, name in enumerate(TARIFF_NAMES, start=1):
+        add(
+            f"daily_energy_import_t{n}_kwh",
+            "kWh",
+            False,
+            f"import active energy of the day, tariff {n} ({name})",
+        )
+    add("daily_max_demand_kw", "kW", False, "maximum 15-minute import demand of the day")
+    add("daily_load_factor", "", False, "mean / maximum 15-minute demand of the day")
+    add("daily_valley_share", "", False, "valley (tariff 4) share of the day's import energy")
+    add("daily_completeness", "", False, "share of the day's 15-minute intervals present")
     return q
 
 

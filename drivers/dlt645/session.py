@@ -39,6 +39,9 @@ from protocols.dlt645 import (
 WILDCARD = WILDCARD_ADDRESS
 _MAX_FOLLOW_UPS = 32  # a reply carries <= 200 bytes; no real record set needs more
 
+MAX_REPLY_FRAME_BYTES = 4 + 12 + 200
+"""The longest reply frame: wake-up bytes, 12 bytes of framing, 200 bytes of data."""
+
 
 class Dlt645Session:
     """Reads data identifiers from DL/T 645 meters over one transport."""
@@ -96,13 +99,19 @@ class Dlt645Session:
         what: str,
         di: int | None = None,
         retries: int | None = None,
+        reply_bytes: int = 0,
     ) -> Frame:
-        """Send ``request`` (with retries) and return the first reply from ``address``."""
+        """Send ``request`` (with retries) and return the first reply from ``address``.
+
+        ``reply_bytes``: how long a reply may be; the wait is the session's timeout plus
+        that many bytes on the wire, so that a long reply (a load-profile frame takes
+        about a second at 2400 baud) is not cut off by a timeout sized for short ones."""
         attempts = (self.retries if retries is None else retries) + 1
+        wait = self.timeout + reply_bytes * self._char_time()
         for _ in range(attempts):
             await self.transport.send((WAKEUP if self.wakeup else b"") + request)
             self.transactions += 1
-            deadline = time.monotonic() + self.timeout
+            deadline = time.monotonic() + wait
             decoder = Decoder()
             try:
                 while True:
@@ -121,15 +130,24 @@ class Dlt645Session:
         )
 
     async def read(
-        self, address: str, di: int, *, extra: bytes = b"", retries: int | None = None
+        self,
+        address: str,
+        di: int,
+        *,
+        extra: bytes = b"",
+        retries: int | None = None,
+        long_reply: bool = False,
     ) -> bytes:
         """The payload of ``di`` (follow-up frames joined); raise a :class:`DriverError`.
 
         ``retries`` overrides the session's for this read (0 to probe a dead meter cheaply).
+        ``long_reply``: the reply may fill whole frames (load-profile records): each frame
+        is waited for as long as a full frame takes on the wire, on top of the timeout.
         """
         what = f"DI {format_di(di, self.variant)}"
+        size = MAX_REPLY_FRAME_BYTES if long_reply else 0
         frame = await self._transact(
-            read_request(address, di, self.variant, extra=extra), address, what, di, retries
+            read_request(address, di, self.variant, extra=extra), address, what, di, retries, size
         )
         payload = bytearray()
         for seq in range(1, _MAX_FOLLOW_UPS + 2):
@@ -144,8 +162,15 @@ class Dlt645Session:
                 address,
                 f"{what} follow-up",
                 di,
+                reply_bytes=size,
             )
         raise FrameError(f"meter {address}: {what}: more than {_MAX_FOLLOW_UPS} follow-up frames")
+
+    def _char_time(self) -> float:
+        # A serial line knows its speed; behind a TCP serial server (DTU) it is not known,
+        # so the common meter default, 2400 baud 8E1, is assumed.
+        char_time = getattr(self.transport, "char_time", None)
+        return float(char_time()) if callable(char_time) else 11 / 2400
 
     def _data_reply(self, frame: Frame, address: str, di: int, what: str) -> DataReply:
         try:

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.buffer.rows import ConcentratorMark, QuarantineEntry, ReadingValues, Reference
+from gateway.buffer.rows import (
+    ConcentratorMark,
+    GapRow,
+    QuarantineEntry,
+    ReadingValues,
+    Reference,
+)
 from gateway.model import Event, Reading
 
 
@@ -35,6 +41,8 @@ class WriteJob:
     cursor: tuple[str, int] | None = None
     refs: Sequence[Reference] = ()
     """Validation references to keep across restarts (the newest per meter and key wins)."""
+    gaps: Sequence[GapRow] = ()
+    """Gap-ledger rows to write (insert or replace by id) with this job's readings."""
     once: tuple[str, bytes] | None = None
     """``(scope, key)``: store the job only if this key was never stored in its scope (a
     concentrator message's digest). A repeat stores ``repeat_events`` instead and counts."""
@@ -54,6 +62,7 @@ class WriteJob:
             + len(self.events)
             + len(self.quarantine)
             + len(self.refs)
+            + len(self.gaps)
             + 1
         )
 

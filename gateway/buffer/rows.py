@@ -24,6 +24,13 @@ Reference = tuple[str, str, int, str]
 """``(meter, key, ts_ms, value)``: the last value the validator compared a register
 against, kept in the buffer so that a restart does not forget it."""
 
+GapRow = tuple[
+    str, str, str, str, int, int, str, int, int, int, int, int, int, int, int, int, int, str, str
+]
+"""A gap-ledger row: ``(id, meter, cause, keys_json, start_ms, end_ms, state, interval_s,
+expected, recovered, missing, updated_ms, todo_from_ms, todo_to_ms, meter_start_ms,
+meter_end_ms, settled, bus, reason)`` (see :class:`gateway.gaps.GapRecord`)."""
+
 EventRow = tuple[int, str, int, str, str, str]
 """``(seq, kind, ts_ms, subject, reason, detail_json)``."""
 

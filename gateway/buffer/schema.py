@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WRITER_CACHE_KIB = 1024
 """Page cache of the writing connection (SQLite's default is 2 MB)."""
 READER_CACHE_KIB = 256
@@ -80,11 +80,40 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+GAPS_DDL = (
+    """CREATE TABLE IF NOT EXISTS gaps (
+    id TEXT PRIMARY KEY,
+    meter TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    interval_s INTEGER NOT NULL,
+    expected INTEGER NOT NULL,
+    recovered INTEGER NOT NULL,
+    missing INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    todo_from_ms INTEGER NOT NULL,
+    todo_to_ms INTEGER NOT NULL,
+    meter_start_ms INTEGER NOT NULL,
+    meter_end_ms INTEGER NOT NULL,
+    settled INTEGER NOT NULL DEFAULT 0,
+    bus TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS gaps_state ON gaps(state, updated_ms)",
+)
+"""The gap ledger (schema 3): one row per gap, written with the readings that fill it."""
+DDL += "".join(f"{statement};\n" for statement in GAPS_DDL)
+
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 -> 2: quarantine entries carry a reason kind (kept per kind); the ``seen`` table
     # (created by the DDL) holds the keys of stored concentrator messages.
     1: ("ALTER TABLE quarantine ADD COLUMN kind TEXT NOT NULL DEFAULT ''",),
+    # 2 -> 3: the gap ledger.
+    2: GAPS_DDL,
 }
 """Forward-only steps: ``MIGRATIONS[v]`` takes a version ``v`` database to ``v + 1``. They run
 in the same transaction as the DDL, so a failed upgrade leaves the file as it was."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from gateway.buffer.jobs import Outcome, WriteJob, decimal_text
-from gateway.buffer.rows import Reference
+from gateway.buffer.rows import GapRow, Reference
 from gateway.buffer.schema import BufferError
 from gateway.model import Event, EventKind
 
@@ -29,6 +29,9 @@ CAP_TARGET = 0.9
 """Past ``max_bytes``, drop oldest rows until the data fits in this share of it."""
 QUARANTINE_PAYLOAD_MAX = 64 * 1024
 """Bytes of a rejected payload kept for inspection."""
+GAP_KEEP_MS = 90 * 86_400_000
+"""Finished gaps (filled, partly filled, unrecoverable) stay in the ledger this long."""
+GAP_PRUNE_EVERY_S = 3600.0
 
 
 def _now_ms() -> int:
@@ -105,6 +108,9 @@ _UPSERT_REF = (
 )
 
 
+_UPSERT_GAP = f"INSERT OR REPLACE INTO gaps VALUES ({','.join('?' * 19)})"
+
+
 class BufferWriter:
     """Owns the writer connection and the state that only commits change."""
 
@@ -146,6 +152,7 @@ class BufferWriter:
         self.commits = 0
         self.bytes = self._file_bytes()
         self._last_maintain = 0.0
+        self._gaps_pruned = 0.0
 
     # -- group commit ------------------------------------------------------------------
 
@@ -181,12 +188,14 @@ class BufferWriter:
         seen_now: set[tuple[str, bytes]] = set()
         cursors = dict(self.cursors)
         refs: list[Reference] = []
+        gaps: list[GapRow] = []
         repeats = 0
         now = _now_ms()
         c.execute("BEGIN IMMEDIATE")
         for job in jobs:
             job.outcome = Outcome.ACCEPTED
             refs.extend(job.refs)  # kept even when the job's message is a repeat
+            gaps.extend(job.gaps)
             if job.once is not None:
                 if job.once in seen_now or c.execute(_SEEN, job.once).fetchone() is not None:
                     job.outcome = Outcome.DUPLICATE
@@ -260,6 +269,8 @@ class BufferWriter:
             c.execute(_ADD_META, ("repeats", repeats))
         if refs:
             c.executemany(_UPSERT_REF, refs)
+        if gaps:
+            c.executemany(_UPSERT_GAP, gaps)
         moved = [(s, v) for s, v in cursors.items() if self.cursors.get(s) != v]
         if moved:
             c.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?,?)", moved)
@@ -319,6 +330,12 @@ class BufferWriter:
                 dropped = self._drop_oldest(used)
             if self.quarantined > self._quarantine_checked + QUARANTINE_KEEP_PER_KIND // 10:
                 self._trim_quarantine()
+            if time.monotonic() - self._gaps_pruned >= GAP_PRUNE_EVERY_S or not self._gaps_pruned:
+                self._gaps_pruned = time.monotonic()
+                self.conn.execute(
+                    "DELETE FROM gaps WHERE state NOT IN ('open', 'filling') AND updated_ms < ?",
+                    (_now_ms() - GAP_KEEP_MS,),
+                )
             if self.seen > SEEN_KEEP * 1.1:
                 self.conn.execute(
                     "DELETE FROM seen WHERE id <= (SELECT max(id) FROM seen) - ?", (SEEN_KEEP,)

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "status": "gateway.cli.status",
     "schema": "gateway.cli.schema",
     "query": "gateway.cli.query",
+    "report": "gateway.cli.report",
+    "backfill": "gateway.cli.backfill",
 }
 
 

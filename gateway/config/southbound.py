@@ -127,6 +127,8 @@ class BusConfig(Section):
     """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
     time_sync: TimeSyncConfig = Field(default_factory=TimeSyncConfig)
     """DL/T 645: set meters' clocks by broadcast time (off by default)."""
+    probe_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of bus time to probe offline meters at their group's cadence (0: off)."""
     max_gap: int = Field(default=10, ge=0, le=125)
     """Modbus: unwanted registers read through to merge two reads into one."""
     max_registers: int = Field(default=125, ge=1, le=125)

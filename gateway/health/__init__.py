@@ -12,6 +12,7 @@ from gateway.health.backfill import (
 )
 from gateway.health.bus import BusHealth
 from gateway.health.meter import MeterHealth, MeterState, Outcome
+from gateway.health.probe import ProbeBudget
 
 __all__ = [
     "BusHealth",
@@ -20,6 +21,7 @@ __all__ = [
     "MeterHealth",
     "MeterState",
     "Outcome",
+    "ProbeBudget",
     "freezes_to_scan",
     "meter_gap",
     "meter_time_to_utc_ms",

@@ -92,13 +92,20 @@ class DriftSample:
         return self.at_ms + self.drift_ms
 
 
+MAX_DRIFT_CORRECTION_MS = 3_600_000
+"""A clock off by more than an hour did not drift there: it was set or reset at a moment
+nobody knows, so its records cannot be placed by it (a ``clock_drift`` event says so)."""
+
+
 def record_time_ms(meter_ms: int, drifts: Sequence[DriftSample]) -> int:
     """A record's time on the gateway clock: ``meter_ms`` is the meter's stamp converted
     to UTC through its time zone (:func:`meter_time_to_utc_ms`); the drift measured
     nearest to it (in the meter's own time) is taken off. A record stamped 12:00:00 by
-    a meter 1.36 s fast is stored at 11:59:58.640. Without a measurement, the stamp
-    stands as it is."""
+    a meter 1.36 s fast is stored at 11:59:58.640. Without a measurement, or when the
+    nearest one is past :data:`MAX_DRIFT_CORRECTION_MS`, the stamp stands as it is."""
     if not drifts:
         return meter_ms
     nearest = min(drifts, key=lambda d: abs(meter_ms - d.meter_ms))
+    if abs(nearest.drift_ms) > MAX_DRIFT_CORRECTION_MS:
+        return meter_ms
     return meter_ms - nearest.drift_ms

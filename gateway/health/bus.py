@@ -3,8 +3,9 @@
 When every meter that should answer fails with no success on the bus in
 between, the line (adapter, cable, DTU) is at fault. Meter events produced
 during such a streak are held back until another meter answers (then they
-are real meter faults and are released) or the bus is declared at fault
-(then they are dropped for one ``BUS_FAULT``).
+are real meter faults: released and logged) or the bus is declared at fault
+(then they are folded into one ``BUS_FAULT``, which counts them, and logged as
+such). Nothing is held silently: holding is logged too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.logs import get_logger
 from gateway.model import Event, EventKind
+
+log = get_logger("scheduler")
 
 
 @dataclass(slots=True)
@@ -34,9 +38,11 @@ class BusHealth:
         return bool(self.failed)
 
     def on_success(self, meter_id: str, events: Sequence[Event], ts_ms: int) -> list[Event]:
-        """A meter answered: release what was held, and end a fault."""
+        """A meter answered: release what was held (logging each), and end a fault."""
         out = list(self.held)
         self.held.clear()
+        for ev in out:
+            log.info(str(ev.kind), meter=ev.subject, bus=self.name, reason=ev.reason, held=True)
         self.failed.clear()
         if self.state == "fault":
             since = self.fault_since_ms or ts_ms
@@ -77,6 +83,12 @@ class BusHealth:
         self.failed.add(meter_id)
         if link_error or (len(expected_set) >= 2 and expected_set <= self.failed):
             dropped = len(self.held) + len(events)
+            if dropped:
+                log.info(
+                    "meter_events_folded_into_bus_fault",
+                    bus=self.name,
+                    events=[f"{e.kind}:{e.subject}" for e in (*self.held, *events)],
+                )
             self.held.clear()
             self.state = "fault"
             self.fault_since_ms = ts_ms
@@ -91,5 +103,8 @@ class BusHealth:
             return [Event(EventKind.BUS_FAULT, ts_ms, self.name, error, detail)], True
         if len(expected_set) < 2 or meter_id not in expected_set:
             return list(events), False
+        for ev in events:
+            # Held until another meter answers (a meter fault) or all fail (a bus fault).
+            log.info("meter_event_held", kind=str(ev.kind), meter=ev.subject, bus=self.name)
         self.held.extend(events)
         return [], False

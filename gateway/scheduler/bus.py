@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
-from gateway.buffer import JobStore, WriteJob
+from gateway.buffer import JobStore
 from gateway.config.southbound import BusConfig
-from gateway.health import BusHealth, MeterState
+from gateway.gaps import GapCause, GapLedger, GapRecord
+from gateway.health import BusHealth, MeterState, ProbeBudget
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, Reading, TimeSource
@@ -29,7 +30,12 @@ from gateway.scheduler.links import link_name
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.pollbook import GroupTally, PollBook
 from gateway.scheduler.readers import MeterReader, ReadResult
-from gateway.scheduler.recovery import Backfill, check_clock, start_backfill
+from gateway.scheduler.recovery import (
+    Backfill,
+    check_clock,
+    not_stored_backfill,
+    start_backfill,
+)
 from gateway.scheduler.snapshot import BusSnapshot, GroupSnapshot, MeterSnapshot
 from gateway.scheduler.timesync import TimeSync
 from gateway.scheduler.timing import Utilisation
@@ -74,6 +80,7 @@ class BusWorker:
         store: JobStore,
         metrics: Metrics,
         on_change: Callable[[], None] = lambda: None,
+        ledger: GapLedger | None = None,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -88,10 +95,15 @@ class BusWorker:
         self._demand: deque[_Demand] = deque()
         self._backfills: deque[Backfill] = deque()
         """Gaps being filled, oldest first, a slice at a time between polls."""
+        self.ledger = ledger
+        self._paused: dict[str, list[Backfill]] = {}
+        """Backfills of meters that stopped answering, resumed at their next answer."""
         self._polls_since_slice = 0
         self._poll_s: float | None = None
         self._wake = asyncio.Event()
-        self.book = PollBook(cfg.name, store, metrics, self._wake.set)
+        self.book = PollBook(cfg.name, store, metrics, self._wake.set, on_gap=self._not_stored)
+        self.probes = ProbeBudget(cfg.probe_share, cfg.timeout)
+        """Time for probing offline meters at their groups' cadence (see health.probe)."""
         self._probe_delay = _PROBE_MIN
         self._probe_at = 0.0
         self._probe_index = 0
@@ -185,7 +197,7 @@ class BusWorker:
         # Backfill takes the line when no poll is due, and one slice in every
         # POLLS_PER_SLICE polls on a line that is never idle; not during a bus fault.
         idle = meter is None or delay > 0 or self._polls_since_slice >= POLLS_PER_SLICE
-        if self._backfills and idle and self.health.state != "fault":
+        if self._backfills and idle and self.health.state != "fault" and self.store.healthy:
             await self._backfill_slice()
             return
         if meter is None or delay > 0:
@@ -199,15 +211,56 @@ class BusWorker:
     async def _backfill_slice(self) -> None:
         job = self._backfills[0]
         t0 = time.monotonic()
-        readings, filled = await job.step()
+        records = await job.step()
         self.utilisation.add(t0, time.monotonic())
         self._polls_since_slice = 0
-        if filled is not None:
+        if job.done:
             self._backfills.popleft()
-        if readings or filled is not None:
-            # Records are few and the gap's end waits on them: this one commit is awaited.
-            records = WriteJob(readings, [filled] if filled is not None else [], origin="backfill")
-            await asyncio.shield(self.store.submit(records))
+            if job.paused:
+                self._paused.setdefault(job.meter.meter_id, []).append(job)
+        # Records are few and the gap's progress waits on them: this one commit is awaited.
+        try:
+            await asyncio.shield(job.submit(self.store, records))
+        except Exception:
+            await self._rewind(job)
+            raise
+
+    async def _rewind(self, job: Backfill) -> None:
+        """A slice was not stored: the job reads it again, first in line."""
+        await job.rewind()
+        with contextlib.suppress(ValueError):
+            self._paused.get(job.meter.meter_id, []).remove(job)
+        if job not in self._backfills:
+            self._backfills.appendleft(job)
+
+    def resume_gaps(self, records: Sequence[GapRecord]) -> int:
+        """Queue the backfills of gaps an earlier run left open or filling (from the
+        ledger); each resumes from the part its row says is still to read."""
+        queued = 0
+        for rec in records:
+            meter = self.by_id.get(rec.meter)
+            if meter is None or not rec.state.active:
+                continue
+            self._backfills.append(Backfill(self.reader, meter, self.name, rec, self.ledger))
+            queued += 1
+        if queued:
+            self._wake.set()
+        return queued
+
+    def _not_stored(self, meter_id: str, first_ms: int, last_ms: int, polls: int, why: str) -> bool:
+        """Polls read but not stored: a gap in the ledger, backfilled from the meter's records."""
+        meter = self.by_id.get(meter_id)
+        if meter is None or not self.cfg.backfill:
+            return False
+        for queued in self._backfills:
+            same = queued.meter is meter and queued.record.cause is GapCause.NOT_STORED
+            if same and not queued.started:
+                queued.submit(self.store, queued.extend(last_ms))  # the same outage, longer
+                return True
+        job = not_stored_backfill(self.reader, meter, self.name, first_ms, last_ms, self.ledger)
+        job.submit(self.store, job.opening(f"{polls} poll(s) read but not stored: {why}", polls))
+        self._backfills.append(job)
+        return True
 
     def _next(self) -> tuple[MeterRun | None, float]:
         if not self.meters:
@@ -219,8 +272,9 @@ class BusWorker:
             if not pool:
                 return None, math.inf
             return pool[self._probe_index % len(pool)], self._probe_at
-        best = min(self.meters, key=lambda m: (m.due(), m.rank()))
-        return best, best.due()
+        probe_from = time.time() + self.probes.wait_s(time.monotonic())
+        best = min(self.meters, key=lambda m: (m.due(probe_from), m.rank()))
+        return best, best.due(probe_from)
 
     async def _sleep(self, delay: float) -> None:
         self._wake.clear()
@@ -293,6 +347,9 @@ class BusWorker:
             events = await self._failed(meter, error, start_ms)
         end = time.monotonic()
         self.utilisation.add(t0, end)
+        if retry and self.health.state != "fault" and not demand:
+            self.probes.spend(end - t0, end)  # an offline meter's probe (or retry)
+            self.metrics.probes.labels(self.name, "silent" if error else "answered").inc()
         cycle = self._cycle_seconds(end - t0)
         events += self.book.served(meter, due_groups, start, cycle)
         self._polls_since_slice += 1
@@ -355,7 +412,10 @@ class BusWorker:
         meter.polls.append(start_ms)
         del meter.polls[:-64]
         returning = outcome.returned_from_ms is not None or meter.gap_pending
+        cause = GapCause.METER_OFFLINE if outcome.returned_from_ms else meter.gap_cause
         meter.gap_pending = False
+        for paused in self._paused.pop(meter.meter_id, []):
+            self._backfills.append(paused.resumed())
         first = previous is MeterState.UNKNOWN
         if returning or first or time.time() >= meter.next_clock:
             r, e = await check_clock(
@@ -375,15 +435,19 @@ class BusWorker:
                 last_ok_ms=last_ok,
                 now_ms=start_ms,
                 drift_before_ms=drift_before,
+                cause=cause,
+                ledger=self.ledger,
+                readings=readings,
             )
-            if job is not None:  # read between polls, see _step
-                events.append(job.opened)
+            if job is not None:  # read between polls, see _step; filed in the ledger now
+                job.submit(self.store, job.opening())
                 self._backfills.append(job)
         # Not while its gap is read: the records were stamped by the clock as it was.
         if self.time_sync.due(meter) and all(j.meter is not meter for j in self._backfills):
             r, e = await self.time_sync.sync(meter)
             readings += r
             events += e
+        meter.note_registers(readings)
         return readings, events
 
     async def _failed(self, meter: MeterRun, error: BaseException, start_ms: int) -> list[Event]:
@@ -407,7 +471,7 @@ class BusWorker:
         if fault:
             for m in self.meters:
                 m.health.rollback()
-                m.gap_pending = True
+                m.gap_pending, m.gap_cause = True, GapCause.BUS_FAULT
             meter.health.last_error = text
             with contextlib.suppress(Exception):
                 await self.reader.close()

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
+from gateway.gaps import GapCause
 from gateway.health import DriftSample, MeterHealth, MeterState
+from gateway.model import Reading
 from protocols.quantities import is_cumulative
+
+_RANK = {MeterState.ONLINE: 0, MeterState.UNKNOWN: 1, MeterState.SUSPECT: 2}
+"""Called for every meter at every step of a bus: one table, not a dict per call."""
 
 
 @dataclass(slots=True)
@@ -40,11 +46,16 @@ class MeterRun:
     """The last clock readings, oldest first (bounded): records are stamped through them."""
     drift_alarm: bool = False
     gap_pending: bool = False
-    """The bus was at fault: check for a gap at the next answer."""
+    """The bus was at fault (or the gateway down): check for a gap at the next answer."""
+    gap_cause: GapCause = GapCause.BUS_FAULT
+    """Why, for the gap ledger."""
     polls: list[int] = field(default_factory=list)
     """Start times (ms) of the last successful polls, newest last (bounded)."""
     stored_ms: int | None = None
     """Start time (ms) of the newest poll whose readings were committed."""
+    registers: dict[str, tuple[int, Decimal, str]] = field(default_factory=dict)
+    """The newest value read of each energy register: (ms, value, unit). What a gap's
+    records cannot give, these bound: the energy consumed across it."""
 
     @property
     def meter_id(self) -> str:
@@ -54,19 +65,19 @@ class MeterRun:
     def address(self) -> str:
         return self.cfg.address if self.cfg.address is not None else str(self.cfg.unit)
 
-    def due(self) -> float:
-        """When this meter should be polled next (epoch s)."""
+    def due(self, probe_from: float = math.inf) -> float:
+        """When this meter should be polled next (epoch s). An offline meter waits for its
+        backoff, or for its next tick once the bus has probe time (from ``probe_from``)."""
         if not self.groups:
             return math.inf  # read on demand only
+        tick = min((g.next_due for g in self.groups), default=math.inf)
         if self.health.state is MeterState.OFFLINE:
-            return self.health.retry_at
-        return min((g.next_due for g in self.groups), default=math.inf)
+            return min(self.health.retry_at, max(tick, probe_from))
+        return tick
 
     def rank(self) -> int:
         """Among meters due at once, answering ones go first: dead ones cost the rest."""
-        return {MeterState.ONLINE: 0, MeterState.UNKNOWN: 1, MeterState.SUSPECT: 2}.get(
-            self.health.state, 3
-        )
+        return _RANK.get(self.health.state, 3)
 
     def cumulative_interval(self) -> float | None:
         """The shortest interval of a group that reads energy registers."""
@@ -77,6 +88,12 @@ class MeterRun:
         self.drift_ms = drift_ms
         self.drifts.append(DriftSample(at_ms, drift_ms))
         del self.drifts[:-8]
+
+    def note_registers(self, readings: Iterable[Reading]) -> None:
+        """Keep the newest value of each energy register among ``readings``."""
+        for r in readings:
+            if is_cumulative(r.key):
+                self.registers[r.key] = (r.ts_ms, r.value, r.unit)
 
     def all_keys(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(k for g in self.groups for k in g.keys))

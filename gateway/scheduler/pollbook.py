@@ -65,6 +65,9 @@ class PollBook:
     metrics: Metrics
     wake: Callable[[], None] = lambda: None
     """Called when a group becomes due again (its poll was not stored)."""
+    on_gap: Callable[[str, int, int, int, str], bool] | None = None
+    """Files a not-stored gap ``(meter, first_ms, last_ms, polls, reason)`` in the gap
+    ledger (and backfills it); returns False to leave it to a plain ``gap_opened`` event."""
     tallies: dict[str, GroupTally] = field(default_factory=dict)
     _in_flight: deque[asyncio.Future[WriteJob]] = field(default_factory=deque)
     _held: list[Event] = field(default_factory=list)
@@ -190,6 +193,10 @@ class PollBook:
         out, self._held = self._held, []
         now_ms = int(time.time() * 1000)
         for meter_id, gap in self._unstored.items():
+            if self.on_gap is not None and self.on_gap(
+                meter_id, gap.first_ms, gap.last_ms, gap.polls, gap.reason
+            ):
+                continue
             out.append(
                 Event(
                     EventKind.GAP_OPENED,

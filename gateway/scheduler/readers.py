@@ -53,9 +53,18 @@ class ReadResult:
     """Items the meter answered with an error or unusable data."""
 
 
-async def _nothing() -> AsyncGenerator[list[Sample], None]:
+@dataclass(frozen=True, slots=True)
+class RecordSlice:
+    """Records read in one step of a backfill, and where they came from: ``daily``
+    and ``hourly`` freezes (read newest first), or the ``profile`` (oldest first)."""
+
+    kind: str
+    samples: list[Sample]
+
+
+async def _nothing() -> AsyncGenerator[RecordSlice, None]:
     return
-    yield []  # an async generator that yields nothing
+    yield RecordSlice("", [])  # an async generator that yields nothing
 
 
 class MeterReader(abc.ABC):
@@ -93,11 +102,16 @@ class MeterReader(abc.ABC):
     def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
         """Raise :class:`ValueError` naming the keys ``meter`` cannot be read for."""
 
-    def records(self, meter: MeterConfig, gap: Gap, tz: str) -> AsyncGenerator[list[Sample], None]:
+    def records(self, meter: MeterConfig, gap: Gap, tz: str) -> AsyncGenerator[RecordSlice, None]:
         """Meter-stamped records inside ``gap`` (in meter time: frozen registers, load
         profile), one slice of at most a couple of transactions per step, so that the
         bus task can poll other meters between steps. A slice may be empty."""
         return _nothing()
+
+    def record_interval_s(self, meter: MeterConfig) -> int | None:
+        """The interval of the records ``meter`` may keep (its load profile's), or ``None``
+        when it keeps no interval records at all (a gap in its data cannot be filled)."""
+        return None
 
 
 _PROFILE_BATCH = 16  # records per 200-byte reply
@@ -167,9 +181,14 @@ class Dlt645Reader(MeterReader):
         clock = await self.session.read_datetime(address, time_di)
         return datetime.datetime.combine(day.date(), clock.time())
 
+    def record_interval_s(self, meter: MeterConfig) -> int | None:
+        # DL/T 645-2007 meters keep a 15-minute load profile (or at least hourly
+        # freezes); the 1997 edition has no record DIs this reader knows.
+        return 900 if self.session.variant == Variant.V2007 else None
+
     async def records(
         self, meter: MeterConfig, gap: Gap, tz: str
-    ) -> AsyncGenerator[list[Sample], None]:
+    ) -> AsyncGenerator[RecordSlice, None]:
         """Daily freezes and load-profile records whose meter time falls in the gap;
         hourly freezes instead of the load profile on meters that keep none for it."""
         if self.session.variant != Variant.V2007:
@@ -177,18 +196,18 @@ class Dlt645Reader(MeterReader):
         have: set[tuple[str, int | None]] = set()
         async for daily in self._freezes(meter, gap, tz):
             have.update((s.key, s.ts_ms) for s in daily)
-            yield daily
+            yield RecordSlice("daily", daily)
         profile = False
         async for chunk in self._load_profile(meter, gap, tz):
             profile = profile or bool(chunk)
-            yield chunk
+            yield RecordSlice("profile", chunk)
         if profile:
             return
         # Many meters have no load profile configured, but every DL/T 645-2007 meter
         # freezes its import total at each full hour. The midnight one repeats the
         # daily freeze's total: read once, stored once.
         async for hourly in self._freezes(meter, gap, tz, hourly=True):
-            yield [s for s in hourly if (s.key, s.ts_ms) not in have]
+            yield RecordSlice("hourly", [s for s in hourly if (s.key, s.ts_ms) not in have])
 
     async def _freezes(
         self, meter: MeterConfig, gap: Gap, tz: str, hourly: bool = False
@@ -196,12 +215,20 @@ class Dlt645Reader(MeterReader):
         """Frozen records newest first, back to the gap's start, one per step: its time,
         then its energy (a meter without power freezes nothing, so times are read)."""
         address = meter.address or ""
-        for n in range(1, freezes_to_scan(gap, hourly) + 1):
+        n, limit = 0, 1
+        while n < limit:
+            n += 1
             try:
                 when = await self.session.read_datetime(address, freeze_time_di(n, hourly))
             except DeviceError:
                 return  # no such record: the meter keeps fewer freezes
             ts_ms = meter_time_to_utc_ms(when, tz)
+            if n == 1:
+                # Counted from the newest freeze, not the gap's end: a resumed backfill's
+                # gap may end long before now.
+                limit = freezes_to_scan(
+                    Gap(gap.meter_id, gap.start_ms, max(ts_ms, gap.end_ms)), hourly
+                )
             if ts_ms <= gap.start_ms:
                 return
             if not gap.contains(ts_ms):
@@ -219,7 +246,9 @@ class Dlt645Reader(MeterReader):
         for _ in range(_MAX_PROFILE_REQUESTS):
             extra = load_profile_request_extra(_PROFILE_BATCH, start)
             try:
-                payload = await self.session.read(address, LOAD_PROFILE_DI, extra=extra)
+                payload = await self.session.read(
+                    address, LOAD_PROFILE_DI, extra=extra, long_reply=True
+                )
             except DeviceError:
                 return  # no records (or no load profile on this meter)
             try:

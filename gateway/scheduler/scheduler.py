@@ -9,6 +9,7 @@ from pathlib import Path
 from gateway.buffer import JobStore
 from gateway.config.model import Config
 from gateway.config.southbound import BusConfig, southbound_problems
+from gateway.gaps import GapCause, GapLedger, GapRecord
 from gateway.health import MeterState
 from gateway.metrics import Metrics
 from gateway.model import Reading
@@ -45,6 +46,8 @@ class Scheduler:
         self.profile_dirs = tuple(profile_dirs)
         self.started = asyncio.Event()
         self.buses: list[BusWorker] = []
+        self.gaps = GapLedger(metrics)
+        """The gap ledger as committed: what ``/status`` and ``metergw_gaps`` show."""
         self._by_meter: dict[str, BusWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -58,7 +61,9 @@ class Scheduler:
 
         reader = build_reader(bus, profile_dirs=self.profile_dirs, on_discard=discarded)
         meters = build_meters(bus, self.config.poll_groups, self.config.gateway.timezone)
-        return BusWorker(bus, meters, reader, self.store, self.metrics, self._count_meters)
+        return BusWorker(
+            bus, meters, reader, self.store, self.metrics, self._count_meters, ledger=self.gaps
+        )
 
     def _add(self, worker: BusWorker) -> None:
         self.buses.append(worker)
@@ -137,9 +142,17 @@ class Scheduler:
                 ts_ms = last_stored.get(m.meter_id)
                 if ts_ms is not None and m.health.last_ok_ms is None:
                     m.health.last_ok_ms = ts_ms
-                    m.gap_pending = True
+                    m.gap_pending, m.gap_cause = True, GapCause.GATEWAY_DOWN
                     resumed += 1
         return resumed
+
+    def resume_gaps(self, records: Sequence[GapRecord]) -> int:
+        """Take up the backfills an earlier run left unfinished (``records`` from the
+        ledger, see :func:`gateway.gaps.load_gaps`); returns how many were queued. Gaps of
+        meters no longer configured stay in the ledger as they are."""
+        new = [r for r in records if not self.gaps.known(r.id)]
+        self.gaps.note(new)
+        return sum(w.resume_gaps(new) for w in self.buses)
 
     def snapshot(self) -> SchedulerSnapshot:
         """Every bus and meter, now."""

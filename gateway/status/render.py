@@ -207,6 +207,34 @@ def buffer_table(doc: Mapping[str, Any]) -> Table:
     return t
 
 
+def gaps_table(doc: Mapping[str, Any], limit: int = 20) -> Table:
+    """Gaps of the ledger: open and filling ones with their backfill's progress first."""
+    gaps = doc.get("gaps") or {}
+    counts = gaps.get("counts") or {}
+    t = Table(
+        title="Gaps",
+        title_justify="left",
+        caption=", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none",
+        caption_justify="left",
+    )
+    for col in ("meter", "cause", "state", "from", "to", "recovered", "missing", "progress"):
+        t.add_column(col)
+    for g in (gaps.get("gaps") or [])[:limit]:
+        state = str(g.get("state"))
+        style = {"unrecoverable": "bold red", "partly_filled": "yellow", "filled": "green"}
+        t.add_row(
+            str(g.get("meter")),
+            str(g.get("cause")),
+            Text(state, style=style.get(state, "")),
+            clock(g.get("start_ms")),
+            clock(g.get("end_ms")),
+            f"{g.get('recovered', 0)}/{g.get('expected', 0)}",
+            str(g.get("missing", 0)),
+            f"{float(g.get('progress', 0)) * 100:.0f} %",
+        )
+    return t
+
+
 def recent_table(doc: Mapping[str, Any], limit: int = 10) -> Table:
     """The newest events and errors, newest last."""
     recent = doc.get("recent") or {}
@@ -232,6 +260,8 @@ def status_view(doc: Mapping[str, Any], meter_limit: int | None = None) -> Rende
         parts.append(concentrators_table(doc))
     parts.append(meters_table(doc, meter_limit))
     parts.append(buffer_table(doc))
+    if (doc.get("gaps") or {}).get("gaps"):
+        parts.append(gaps_table(doc))
     parts.append(recent_table(doc))
     return Group(*parts)
 

@@ -69,6 +69,12 @@ class BufferView(Protocol):
     def stats(self) -> Any: ...
 
 
+class GapsView(Protocol):
+    """What the status needs from the gap ledger."""
+
+    def to_json(self, now_ms: int) -> Any: ...
+
+
 class IngestView(Protocol):
     """What the status needs from concentrator ingest (and ``refused``, when it has one)."""
 
@@ -109,6 +115,8 @@ class StatusModel:
         self.buffer: BufferView | None = None
         self.scheduler: SchedulerView | None = None
         self.ingest: IngestView | None = None
+        self.gaps: GapsView | None = None
+        """The gap ledger: open and filling gaps with their progress, recent finished ones."""
         self.sinks: list[str] = []
         self.sink_parts: Sequence[SinkView] = ()
         """The running sinks, for the readiness reasons they give (a refused login)."""
@@ -245,6 +253,7 @@ class StatusModel:
             "concentrator_meters_truncated": tap is not None and tap.concentrator_meters_truncated,
             "concentrator_readings_not_detailed": tap.rows_not_detailed if tap is not None else 0,
             "buffer": self.buffer_json(now_ms),
+            "gaps": self.gaps.to_json(now_ms) if self.gaps is not None else None,
             "readings_accepted": tap.accepted if tap is not None else 0,
             "commits_in_flight": tap.in_flight if tap is not None else 0,
             "ingest": ingest,

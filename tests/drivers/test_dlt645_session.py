@@ -220,3 +220,26 @@ async def test_a_line_of_pure_noise_never_raises_anything_but_timeouts() -> None
         await s.transport.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_a_long_reply_is_waited_for_as_long_as_the_line_needs_to_carry_it() -> None:
+    # 2400 baud with the line's timing: sixteen load-profile records fill a frame that takes
+    # about a second on the wire, twice the 0.5 s timeout sized for short replies.
+    clock = SimClock(speed=0)
+    meter = SimMeter(A1, seed=1, clock=clock)
+    async with Dlt645Bus([meter], baud=2400, emulate_timing=True, turnaround=0.05) as bus:
+        s = Dlt645Session(SerialTransport(await bus.start_pty(), baud=2400), timeout=0.5, retries=0)
+        start = (meter.meter_time() - timedelta(hours=12)).replace(
+            minute=0, second=0, microsecond=0
+        )
+        extra = load_profile_request_extra(16, start)
+        try:
+            with pytest.raises(Timeout, match="no reply to DI 06000001"):
+                await s.read(A1, 0x06000001, extra=extra)
+            payload = await s.read(A1, 0x06000001, extra=extra, long_reply=True)
+        finally:
+            await s.transport.close()
+    assert [r.start for r in decode_load_profile(payload)] == [
+        at for at, _ in meter.load_profile(start, 16)
+    ]

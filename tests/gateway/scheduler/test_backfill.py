@@ -24,6 +24,7 @@ from tests.gateway.scheduler.conftest import (
 )
 
 OFFLINE_FAST = 'offline_after = 1\noffline_backoff_max = "1s"'
+CLOSED = (EventKind.GAP_FILLED, EventKind.GAP_PARTLY_FILLED, EventKind.GAP_UNRECOVERABLE)
 
 
 def meter_local(acc: MemoryAcceptor, r: Reading) -> dt.datetime:
@@ -33,7 +34,7 @@ def meter_local(acc: MemoryAcceptor, r: Reading) -> dt.datetime:
         DriftSample(d.ts_ms, int(d.value * 1000)) for d in acc.of(r.meter, "meter_clock_drift_s")
     ]
     tz = ZoneInfo("Asia/Shanghai")
-    for d in drifts:
+    for d in [*drifts, DriftSample(0, 0)]:  # a clock that was set: the stamp stands
         stamp = dt.datetime.fromtimestamp((r.ts_ms + d.drift_ms) / 1000, tz)
         if record_time_ms(r.ts_ms + d.drift_ms, drifts) == r.ts_ms and not stamp.microsecond:
             return stamp.replace(tzinfo=None)
@@ -53,7 +54,7 @@ async def silent_then_back(meter: SimMeter, seconds: float) -> MemoryAcceptor:
             await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
             meter.clock.advance(seconds)
             meter.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 20, "gap filled")
+            await until(lambda: bool(acc.kinds(*CLOSED)), 20, "gap closed")
     return acc
 
 
@@ -109,9 +110,15 @@ async def test_backfill_reads_hourly_freezes_from_a_meter_without_load_profile()
     assert midnights, "the daily freeze's midnight is among them"
     # The midnight's tariff registers come from the daily freeze.
     assert any(r.key == "energy_import_t1_kwh" for r in back)
-    filled = acc.kinds(EventKind.GAP_FILLED)[0]
-    assert filled.detail["complete"] is True
-    assert filled.detail["records"] == len(totals)
+    # Hourly freezes cannot fill a gap the meter's one-second energy group left: the gap
+    # says how many of its intervals were recovered, and that the rest cannot be.
+    closed = acc.kinds(*CLOSED)
+    assert [e.kind for e in closed] == [EventKind.GAP_PARTLY_FILLED]
+    assert closed[0].detail["complete"] is False
+    assert closed[0].detail["interval_s"] == 1
+    assert closed[0].detail["recovered"] == closed[0].detail["records"] == len(totals)
+    assert closed[0].detail["missing"] == int(closed[0].detail["expected"] or 0) - len(totals)
+    assert f"{len(totals)} of " in closed[0].reason
 
 
 @pytest.mark.asyncio
@@ -130,10 +137,10 @@ async def test_a_long_gap_is_read_between_the_other_meters_polls() -> None:
             await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
             clock.advance(48 * 3600)  # two days: ~50 hourly freezes, two reads each
             back.clear_faults()
-            await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 60, "gap filled")
+            await until(lambda: bool(acc.kinds(*CLOSED)), 60, "gap closed")
     opened = acc.kinds(EventKind.GAP_OPENED)[0]
-    filled = acc.kinds(EventKind.GAP_FILLED)[0]
-    assert filled.detail["complete"] is True
+    # Hourly freezes only (no load profile): every hour recovered, the 1 s polls are not.
+    filled = acc.kinds(EventKind.GAP_PARTLY_FILLED)[0]
     assert int(filled.detail["records"] or 0) >= 48
     assert filled.ts_ms - opened.ts_ms > 3000, "too short a backfill to tell"
     # While it was read, the other meter kept its one-second interval.

@@ -32,9 +32,13 @@ def test_a_record_is_stamped_through_the_drift_nearest_to_it() -> None:
     assert record_time_ms(noon, drifts) == noon - 3000  # nearer the later reading
     assert record_time_ms(noon - 2 * hour, drifts) == noon - 2 * hour - 1000  # a tie: earlier
     assert record_time_ms(noon, []) == noon  # never measured: as stamped
-    # Nearest in the meter's own time: a reading 2 h before, of a clock 3 h fast.
-    far = [DriftSample(noon - 2 * hour, 3 * hour), DriftSample(noon - 3 * hour, 0)]
-    assert record_time_ms(noon + hour, far) == noon - 2 * hour
+    # Nearest in the meter's own time: a reading 2 h before, of a clock 50 min fast.
+    fast = 50 * 60_000
+    far = [DriftSample(noon - 2 * hour, fast), DriftSample(noon - 3 * hour + fast + 1, 0)]
+    assert record_time_ms(noon - hour, far) == noon - hour - fast
+    # An hour is the most a clock is trusted to have drifted; past it, it was set.
+    assert record_time_ms(noon, [DriftSample(noon - hour, hour)]) == noon - hour
+    assert record_time_ms(noon, [DriftSample(noon - hour, hour + 1)]) == noon
 
 
 @pytest.mark.asyncio

@@ -149,12 +149,32 @@ def test_valid_frame_after_random_garbage_is_found(
 ) -> None:
     address, control, data, wire = frame
     expected = Frame(address, control, data)
-    for events in (whole(garbage + wire), chunked(garbage + wire, cuts)):
+    stream = garbage + wire
+    if _swallowed(stream, len(garbage)):
+        return  # the protocol cannot tell that frame from a real one; see _swallowed
+    for events in (whole(stream), chunked(stream, cuts)):
         frames_out = [e for e in events if isinstance(e, Frame)]
         assert frames_out[-1] == expected
     # Found without waiting for more bytes or a flush.
     decoder = Decoder()
-    assert expected in decoder.feed(garbage + wire)
+    assert expected in decoder.feed(stream)
+
+
+def _swallowed(stream: bytes, boundary: int) -> bool:
+    """Whether a frame that starts in the garbage (before ``boundary``) and ends after it is
+    valid: its length byte took the real frame's bytes as data, and its checksum and end
+    byte matched by chance (1 in 65,536). Hypothesis finds such streams; the decoder is
+    right to take them, as a receiver on the line would, and the real frame is lost."""
+    for start in range(boundary):
+        head = stream[start : start + 10]
+        if len(head) < 10 or head[0] != 0x68 or head[7] != 0x68:
+            continue
+        end = start + 12 + head[9]
+        if boundary < end <= len(stream):
+            candidate = stream[start:end]
+            if candidate[-1] == 0x16 and sum(candidate[:-2]) % 256 == candidate[-2]:
+                return True
+    return False
 
 
 @settings(max_examples=200)

@@ -99,7 +99,11 @@ async def test_report_daily_equals_the_simulators_registers(
             await until(lambda: bool(acc.of(meter.address)), 5, "first reading")
             meter.set_fault("no_answer")
             await until(lambda: bool(acc.kinds(EventKind.METER_OFFLINE)), 5, "offline")
-            meter.clock.advance(3 * 86_400 + 3600)
+            # Away until 01:00 three days after its next midnight, whatever the time of day
+            # the test runs: the three days before the return lie wholly inside the gap.
+            away = meter.meter_time()
+            midnight = datetime.combine(away.date() + timedelta(days=1), datetime.min.time())
+            meter.clock.advance((midnight - away).total_seconds() + 3 * 86_400 + 3600)
             meter.clear_faults()
             await until(lambda: bool(acc.kinds(EventKind.GAP_FILLED)), 30, "gap filled")
     config = tmp_path / "gw.toml"

@@ -6,6 +6,7 @@ are buffered and forwarded like any reading."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 import zoneinfo
@@ -112,6 +113,10 @@ class DailyCloser:
         tz = zoneinfo.ZoneInfo(zone)
 
         def compute() -> DailyFigures | None:
+            if not os.path.exists(path):
+                # A first start: the local store is made by its sink's first write and holds
+                # no day yet. Nothing to close, nothing to warn about.
+                return None
             conn = open_local(path, readonly=True)
             try:
                 figures = daily_from_store(conn, meter, day, tz)

@@ -176,21 +176,26 @@ class PollGroupConfig(Section):
     quantities: list[str] = Field(min_length=1)
     """Canonical quantity keys (``energy_import_total_kwh``, ``voltage_l1_v``, ...)."""
 
-    @model_validator(mode="after")
-    def _check_quantities(self) -> Self:
-        problems: list[str] = []
-        unknown = [k for k in self.quantities if k not in QUANTITIES]
+    # Field validators, not one after the model: each runs with the others, so a group
+    # with a misspelt key and an unknown quantity reports both in one pass.
+    @field_validator("quantities")
+    @classmethod
+    def _check_quantities(cls, quantities: list[str]) -> list[str]:
+        unknown = [k for k in quantities if k not in QUANTITIES]
         if unknown:
             named = []
             for key in unknown:
                 hint = did_you_mean(key, QUANTITIES)
                 named.append(f"{key!r} ({hint})" if hint else repr(key))
-            problems.append(f"unknown quantity key(s): {', '.join(named)}")
-        if self.interval <= 0:
-            problems.append("interval must be > 0")
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+            raise ValueError(f"unknown quantity key(s): {', '.join(named)}")
+        return quantities
+
+    @field_validator("interval")
+    @classmethod
+    def _check_interval(cls, interval: float) -> float:
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        return interval
 
 
 def southbound_problems(

@@ -78,7 +78,7 @@ def test_every_problem_is_reported_in_one_pass() -> None:
         "box.toml: gateway.timezon: unknown key; did you mean 'timezone'?",
         "box.toml: poll_groups.energy.interval: not a duration: 'soon' "
         "(use seconds or '500ms', '10s', '15m', '1h')",
-        "box.toml: poll_groups.grid: unknown quantity key(s): 'voltage_l1' "
+        "box.toml: poll_groups.grid.quantities: unknown quantity key(s): 'voltage_l1' "
         "(did you mean 'voltage_l1_v'?)",
         "box.toml: poll_groups.inst.interval: Field required",
         "box.toml: poll_groups.inst.intervl: unknown key; did you mean 'interval'?",

@@ -113,7 +113,7 @@ def test_unknown_quantity_keys_in_a_poll_group_are_errors() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, file="box.toml")
     assert [str(p) for p in info.value.problems] == [
-        "box.toml: poll_groups.x: unknown quantity key(s): 'volts'"
+        "box.toml: poll_groups.x.quantities: unknown quantity key(s): 'volts'"
     ]
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import orjson
 
 from gateway.buffer.rows import (
     ConcentratorMark,
@@ -15,7 +18,7 @@ from gateway.buffer.rows import (
     ReadingValues,
     Reference,
 )
-from gateway.model import Event, Reading
+from gateway.model import Event, EventKind, Reading
 
 
 class Outcome(enum.Enum):
@@ -65,6 +68,34 @@ class WriteJob:
             + len(self.gaps)
             + 1
         )
+
+    def refusal(self, error: str) -> WriteJob:
+        """What is stored instead of this job when it cannot be: a quarantine entry that
+        keeps its content for inspection (the rows as JSON), and an event, so that nothing
+        vanishes."""
+        reason = error.split(": ", 1)[-1] if error.startswith("buffer ") else error
+        mark = self.mark
+        content = {
+            "mark": None if mark is None else [mark.gw, str(mark.seq), mark.ts_ms, mark.topic],
+            "rows": [[str(v) for v in row] for row in self.rows[:200]],
+            "readings": [repr(r) for r in self.readings[:200]],
+        }
+        subject = self.subject or (mark.topic if mark is not None else self.origin)
+        entry = QuarantineEntry(
+            self.origin,
+            subject,
+            f"not storable: {reason}",
+            orjson.dumps(content),
+            kind="unstorable",
+        )
+        event = Event(
+            EventKind.PAYLOAD_REJECTED,
+            time.time_ns() // 1_000_000,
+            subject,
+            f"not storable: {reason}",
+            {"origin": self.origin},
+        )
+        return WriteJob(events=(event,), quarantine=(entry,), origin=self.origin, subject=subject)
 
     @property
     def stored_events(self) -> Sequence[Event]:

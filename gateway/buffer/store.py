@@ -28,8 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
 
-import orjson
-
 from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
     Batch,
@@ -46,7 +44,7 @@ from gateway.buffer.writer import BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Event, EventKind, Quality, Reading, TimeSource
+from gateway.model import Event, Quality, Reading, TimeSource
 
 log = get_logger("buffer")
 
@@ -96,30 +94,6 @@ def count_flags(metrics: Metrics, qualities: Iterable[int], rows: Sequence[Readi
             names = _flag_names[bits] = Quality(bits).names()
         for name in names:
             metrics.readings_flagged.labels(flag=name).inc(n)
-
-
-def _refusal(job: WriteJob, error: str) -> WriteJob:
-    """What is stored instead of a job that cannot be: a quarantine entry that keeps its
-    content for inspection (the rows as JSON), and an event, so that nothing vanishes."""
-    reason = error.split(": ", 1)[-1] if error.startswith("buffer ") else error
-    mark = job.mark
-    content = {
-        "mark": None if mark is None else [mark.gw, str(mark.seq), mark.ts_ms, mark.topic],
-        "rows": [[str(v) for v in row] for row in job.rows[:200]],
-        "readings": [repr(r) for r in job.readings[:200]],
-    }
-    subject = job.subject or (mark.topic if mark is not None else job.origin)
-    entry = QuarantineEntry(
-        job.origin, subject, f"not storable: {reason}", orjson.dumps(content), kind="unstorable"
-    )
-    event = Event(
-        EventKind.PAYLOAD_REJECTED,
-        time.time_ns() // 1_000_000,
-        subject,
-        f"not storable: {reason}",
-        {"origin": job.origin},
-    )
-    return WriteJob(events=(event,), quarantine=(entry,), origin=job.origin, subject=subject)
 
 
 class Buffer:
@@ -315,7 +289,7 @@ class Buffer:
                         self._pool, self._writer.apply, [job]
                     )
                 except JobDataError as exc:
-                    refused = _refusal(job, str(exc))
+                    refused = job.refusal(str(exc))
                     dropped += await self._loop.run_in_executor(
                         self._pool, self._writer.apply, [refused]
                     )

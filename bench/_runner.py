@@ -26,7 +26,9 @@ from gateway.ingest import ConcentratorIngest
 from gateway.logs import configure
 from gateway.metrics import Metrics
 from gateway.runtime import tune_gc, tune_malloc
+from gateway.status import RecentEvents, Tap
 from gateway.validate import Validator
+from gateway.writepath import WritePath
 
 
 async def run_pipeline(
@@ -34,17 +36,18 @@ async def run_pipeline(
 ) -> None:
     """Open the buffer, start ingest and one forwarder per sink; run until cancelled.
 
-    With ``validate`` the ingest's write jobs pass the :class:`Validator` on
-    their way to the buffer, as in the daemon (the process entry point always
-    validates, so that what is measured is what the daemon does).
+    With ``validate`` the ingest's write jobs take the daemon's write path
+    (validation, the buffer, the status tap as a commit listener); the process
+    entry point always does, so that what is measured is what the daemon does.
     """
     metrics = metrics or Metrics()
     sinks = build_sinks(config, metrics)
     async with await Buffer.open(config.buffer_path(), config.buffer, metrics) as buf:
-        validator = Validator(buf, config.validation) if validate else None
-        if validator is not None:
-            validator.restore(await buf.references())
-        store: JobStore = validator or buf
+        writes: WritePath | None = None
+        if validate:
+            writes = WritePath(buf, Validator(config.validation), (Tap(RecentEvents()),))
+            writes.validator.restore(await buf.references())
+        store: JobStore = writes or buf
         try:
             async with asyncio.TaskGroup() as tg:
                 for sink in sinks:
@@ -55,9 +58,9 @@ async def run_pipeline(
                     )
                     tg.create_task(ingest.run(), name="ingest")
         finally:
-            if validator is not None:
+            if writes is not None:
                 with contextlib.suppress(BufferError):
-                    await validator.save()
+                    await writes.save()
             for sink in sinks:
                 await sink.close()
 

@@ -1,7 +1,8 @@
 """The daemon: every part wired together, started in order, stopped in order.
 
 Start: open the buffer (nothing is polled before readings have somewhere to
-go), put the validator and the status tap in front of it, start the status
+go), build the write path (validation, the buffer, the status tap listening
+to its commits: gateway/writepath.py), start the status
 HTTP server (so that ``/readyz`` can say *why* the gateway is not ready yet),
 the embedded broker if configured, one forwarder per sink, the scheduler and
 concentrator ingest. Every long-lived task belongs to one ``TaskGroup``: if
@@ -41,6 +42,7 @@ from gateway.services import Services
 from gateway.status import RecentEvents, RecentLogHandler, StatusModel, StatusServer, Tap
 from gateway.status.http import StatusServerError
 from gateway.validate import Validator
+from gateway.writepath import WritePath
 
 log = get_logger("daemon")
 
@@ -131,11 +133,13 @@ class Daemon:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 buffer = await self._open_buffer()
-                tap = Tap(buffer, self.recent)
+                tap = Tap(self.recent)
                 per_meter = meter_thresholds(cfg.validation, cfg.buses, self.profile_dirs)
-                validator = Validator(tap, cfg.validation, per_meter=per_meter)
-                stack.push_async_callback(self._close_buffer, buffer, tap, validator)
+                validator = Validator(cfg.validation, per_meter=per_meter)
+                writes = WritePath(buffer, validator, listeners=(tap,))
+                stack.push_async_callback(self._close_buffer, buffer, writes)
                 self.status.tap = tap
+                self.status.writes = writes
                 self.status.buffer = buffer
                 await self._restore_references(buffer, validator)
                 if cfg.http.enabled:
@@ -154,7 +158,7 @@ class Daemon:
                     except BrokerStartError as exc:
                         raise DaemonError(str(exc)) from None
                     stack.push_async_callback(broker.stop)
-                await self._serve(buffer, tap, validator)
+                await self._serve(buffer, writes)
         finally:
             logging.getLogger().removeHandler(ring)
         log.info("daemon_stopped", name=cfg.gateway.name, clean=self.clean)
@@ -199,21 +203,21 @@ class Daemon:
             log.error("gap_ledger_not_read", error=str(exc))
             return []
 
-    async def _close_buffer(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
+    async def _close_buffer(self, buffer: Buffer, writes: WritePath) -> None:
         # Commits still in flight (a source cancelled mid-accept) finish first; then the
         # validator's references are kept for the next start.
         try:
             async with asyncio.timeout(self._remaining()):
-                await tap.drain()
-                await validator.save()
+                await writes.drain()
+                await writes.save()
         except TimeoutError:
             self.clean = False
-            log.warning("commits_still_in_flight", count=tap.in_flight)
+            log.warning("commits_still_in_flight", count=writes.in_flight)
         except BufferError as exc:
             log.error("references_not_saved", error=str(exc))
         await buffer.close()
 
-    async def _serve(self, buffer: Buffer, tap: Tap, validator: Validator) -> None:
+    async def _serve(self, buffer: Buffer, writes: WritePath) -> None:
         cfg = self.config
         services: Services | None = None
         try:
@@ -224,7 +228,7 @@ class Daemon:
                 # Pings systemd's watchdog from this loop: a stalled loop gets restarted.
                 alive = tg.create_task(self.notifier.keep_alive(), name="watchdog")
                 services = Services(
-                    tg, buffer, validator, self.metrics, self.status, self.profile_dirs, cfg
+                    tg, buffer, writes, self.metrics, self.status, self.profile_dirs, cfg
                 )
                 services.start(self._last_stored, await self._unfinished_gaps())
                 self.started.set()
@@ -240,9 +244,9 @@ class Daemon:
                     if self._stop.is_set():
                         break
                     self._reload.clear()
-                    await self._apply_reload(services, validator)
+                    await self._apply_reload(services, writes)
                 self.notifier.stopping("stopping")
-                await self._shutdown(services.sources, services.forwarders, buffer, tap)
+                await self._shutdown(services.sources, services.forwarders, buffer, writes)
                 watcher.cancel()
                 alive.cancel()
         finally:
@@ -254,7 +258,7 @@ class Daemon:
         log.info("reload_requested", config=self.config_path)
         self._reload.set()
 
-    async def _apply_reload(self, services: Services, store: Validator) -> None:
+    async def _apply_reload(self, services: Services, writes: WritePath) -> None:
         """Check the config file again; apply it if valid, else keep running as before."""
         from gateway.config import check_config_file
         from gateway.reload import plan_reload
@@ -288,7 +292,9 @@ class Daemon:
                 self.config = plan.config
                 # Meters' and profiles' thresholds follow their buses; [validation] waits.
                 cfg = self.config
-                store.use_thresholds(meter_thresholds(cfg.validation, cfg.buses, self.profile_dirs))
+                writes.validator.use_thresholds(
+                    meter_thresholds(cfg.validation, cfg.buses, self.profile_dirs)
+                )
             log.info("config_reloaded", config=path, applied=plan_text)
             if plan.needs_restart:
                 log.warning("config_change_needs_restart", sections=list(plan.needs_restart))
@@ -300,7 +306,7 @@ class Daemon:
                 {"config": path},
             )
         # The event is kept like any other; the reload does not wait for its commit.
-        store.submit(WriteJob(events=[event], origin="daemon")).add_done_callback(_logged)
+        writes.submit(WriteJob(events=[event], origin="daemon")).add_done_callback(_logged)
         self.notifier.ready(self._status_line(services))
 
     def _status_line(self, services: Services) -> str:
@@ -327,7 +333,7 @@ class Daemon:
         sources: Sequence[asyncio.Task[Any]],
         forwarders: Sequence[asyncio.Task[Any]],
         buffer: Buffer,
-        tap: Tap,
+        writes: WritePath,
     ) -> None:
         loop = asyncio.get_running_loop()
         budget = self.config.gateway.shutdown_timeout
@@ -338,13 +344,13 @@ class Daemon:
         log.info("daemon_stopping", sources=len(sources), sinks=len(forwarders))
         # 1. No new readings: polling and ingest stop, closing buses and sessions.
         await self._cancel(sources, start + budget * 0.4, "sources")
-        # 2. What they handed over commits (the tap shields each commit).
+        # 2. What they handed over commits (a commit outlives its cancelled source).
         try:
             async with asyncio.timeout_at(deadline):
-                await tap.drain()
+                await writes.drain()
         except TimeoutError:
             self.clean = False
-            log.warning("commits_still_in_flight", count=tap.in_flight)
+            log.warning("commits_still_in_flight", count=writes.in_flight)
         # 3. Forwarders get a moment to deliver what is queued; the rest waits
         #    safely in the buffer for the next start.
         flush_until = min(deadline, loop.time() + budget * _FLUSH_SHARE)

@@ -11,7 +11,6 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
 
 
 class Quality(enum.IntFlag):
@@ -50,9 +49,27 @@ class TimeSource(enum.StrEnum):
     """The timestamp a concentrator put in its payload."""
 
 
+ReadingValues = tuple[str, str, str, str, int, str, int, str, int, int | None]
+"""The one shape of a reading on the write path (validation, status, buffer, sinks):
+``(meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality,
+interval_s)``, ``value`` the exact decimal text. Plain tuples: the concentrator
+ingest builds hundreds of thousands per second, and an object per reading would
+cost more than storing it. Sources that read meters build :class:`Reading` records
+and hand their :meth:`Reading.values` to the write path."""
+
+
+def decimal_text(value: object) -> str:
+    """The exact decimal text of a value, never in exponent notation."""
+    text = str(value)
+    if "E" in text or "e" in text:
+        text = format(value, "f")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One value of one quantity of one meter at one instant."""
+    """One value of one quantity of one meter at one instant, as a source builds it
+    (typed and exact); it travels the write path as its :meth:`values`."""
 
     meter: str
     """Meter id: the configured name, or ``proto:address`` for concentrator meters."""
@@ -70,6 +87,43 @@ class Reading:
     quality: Quality = Quality.OK
     interval_s: int | None = None
     """For interval (load-profile) data: the length of the interval it closes."""
+
+    def values(self) -> ReadingValues:
+        """This reading in the write path's column form."""
+        return (
+            self.meter,
+            self.key,
+            decimal_text(self.value),
+            self.unit,
+            self.ts_ms,
+            self.ts_source.value,
+            self.received_ms,
+            self.source,
+            int(self.quality),
+            self.interval_s,
+        )
+
+
+def reading_of(values: ReadingValues) -> Reading:
+    """A reading from its column form (for tools and tests that want typed values)."""
+    meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality, interval_s = values
+    return Reading(
+        meter,
+        key,
+        Decimal(value),
+        unit,
+        ts_ms,
+        TimeSource(ts_source),
+        received_ms,
+        source,
+        Quality(quality),
+        interval_s,
+    )
+
+
+def rows_of(readings: Sequence[Reading]) -> list[ReadingValues]:
+    """Readings in the write path's column form."""
+    return [r.values() for r in readings]
 
 
 class EventKind(enum.StrEnum):
@@ -113,16 +167,3 @@ class Event:
     """Meter id, bus name, concentrator id or sink name the event is about."""
     reason: str = ""
     detail: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
-
-
-class Acceptor(Protocol):
-    """Where sources hand what they produced.
-
-    ``accept`` returns only once the readings and events are durable (the
-    buffer's transaction has committed): that is the moment a reading counts
-    as *accepted*, and only then may a concentrator's message be acknowledged.
-    """
-
-    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        """Store durably, then return."""
-        ...

@@ -104,7 +104,7 @@ class Services:
         if self.config.ingest is None:
             return
         # Ingest submits write jobs itself (a message's sequence mark and content key
-        # commit with its readings); they pass the validator too.
+        # commit with its readings), through the same write path.
         self.ingest = ConcentratorIngest(
             self.config.ingest,
             self.store,

@@ -1,8 +1,11 @@
 """Validation (VEE): every reading is checked and flagged, never dropped.
 
-The :class:`Validator` sits in front of the buffer, for polled readings
-(``accept``) and for the concentrator ingest's write jobs (``submit``, rows in
-column form) alike. For each reading it sets quality flags:
+:func:`check` is a pure function of a batch of readings (the write path's one
+shape, :data:`~gateway.model.ReadingValues`), the reference state and the
+thresholds: it returns the rows with their quality flags and the events found.
+The :class:`Validator` holds that state (thresholds, the last value per meter
+and register) and moves it only when the write path tells it a job committed
+(:class:`gateway.writepath.WritePath`). For each reading it sets quality flags:
 
 - ``non_monotonic``: a cumulative (energy) register went down;
 - ``rollover``: it went down because it wrapped past its top
@@ -27,29 +30,28 @@ Thresholds are ``[validation]``'s, or per meter where its profile or its own
 ``validation`` table overrides them (``per_meter``, see
 :func:`gateway.config.southbound.meter_thresholds`).
 
-The last value per (meter, quantity) is remembered only after the inner
-acceptor has committed, so a failed commit leaves the reference unchanged.
+The last value per (meter, quantity) is remembered only after the job has
+committed, so a failed commit leaves the reference unchanged.
 Readings older than the reference (backfill) are range-checked only.
 
 References survive restarts: those that changed are written to the buffer
 (``WriteJob.refs``) with the next job after ``save_every`` seconds, and by
-:meth:`Validator.save` at shutdown; :meth:`Validator.restore` loads them at
+:meth:`gateway.writepath.WritePath.save` at shutdown; :meth:`Validator.restore` loads them at
 start. After a crash the references are at most ``save_every`` old, which
 still catches a register that went down.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 
-from gateway.buffer import JobStore, Outcome, ReadingValues, Reference, WriteJob
+from gateway.buffer import Outcome, Reference, WriteJob
 from gateway.config.validation import ValidationConfig
 from gateway.logs import get_logger
-from gateway.model import Event, EventKind, Quality, Reading, TimeSource
+from gateway.model import Event, EventKind, Quality, ReadingValues, TimeSource
 from protocols.quantities import QUANTITIES
 
 _MS_PER_HOUR = 3_600_000
@@ -124,19 +126,163 @@ def _compiled(per_meter: Mapping[str, ValidationConfig]) -> dict[str, Limits]:
     return {meter: Limits.of(cfg) for meter, cfg in per_meter.items()}
 
 
+@dataclasses.dataclass(slots=True)
+class Checked:
+    """What :func:`check` found in a batch."""
+
+    rows: list[ReadingValues]
+    """The batch, each row with its quality flags."""
+    events: list[Event]
+    """Events the batch revealed (counter resets)."""
+    latest: Latest
+    """The references the batch moves, to take up once it is stored."""
+
+
+def check(
+    rows: Sequence[ReadingValues],
+    last: Mapping[tuple[str, str], tuple[int, Decimal]],
+    default: Limits,
+    per_meter: Mapping[str, Limits] | None = None,
+    now_ms: int | None = None,
+) -> Checked:
+    """Flag a batch: a pure function of the rows, the reference state ``last`` and the
+    thresholds (``per_meter`` over ``default``). ``now_ms`` stamps the events found."""
+    # The hot path of concentrator ingest, a loop rather than a call per row: most rows
+    # need only the clock check, and a value (as Decimal) only for cumulative or ranged keys.
+    latest: Latest = {}
+    found: list[Event] = []
+    lim = default
+    ranges, skew = lim.ranges, lim.skew_ms
+    out: list[ReadingValues] = []
+    append = out.append
+    totals: list[Register] = []
+    parts: list[Register] = []
+    for row in rows:
+        meter, key, ts_ms = row[0], row[1], row[4]
+        if per_meter:
+            lim = per_meter.get(meter, default)
+            ranges, skew = lim.ranges, lim.skew_ms
+        if key in _CUMULATIVE or key in ranges:
+            try:
+                value = Decimal(row[2])
+            except InvalidOperation:  # the sources store only numbers; guard the reference
+                append(row)
+                continue
+            flags = _value_flags(lim, meter, key, value, ts_ms, last, latest, found, now_ms)
+            if key in _TARIFF_PARTS:
+                parts.append((len(out), meter, key, ts_ms, value))
+            elif key in _TARIFF_TOTALS:
+                totals.append((len(out), meter, key, ts_ms, value))
+        else:
+            flags = _OK
+        # is_live, inline: a live concentrator reading has no interval and no backfilled flag.
+        if (
+            row[5] == _CONCENTRATOR
+            and abs(ts_ms - row[6]) > skew
+            and row[9] is None
+            and not row[8] & _BACKFILLED
+        ):
+            flags |= _CLOCK_DRIFT
+        append((*row[:8], row[8] | flags, row[9]) if flags else row)
+    if parts and totals:  # most batches: no tariff registers at all
+        for i in _tariff_mismatches(totals, parts, default, per_meter):
+            row = out[i]
+            out[i] = (*row[:8], row[8] | _TARIFF_MISMATCH, row[9])
+    return Checked(out, found, latest)
+
+
+def _tariff_mismatches(
+    totals: Sequence[Register],
+    parts: Sequence[Register],
+    default: Limits,
+    per_meter: Mapping[str, Limits] | None,
+) -> list[int]:
+    """Positions of the total and tariff registers whose meter, instant and family
+    (import, export, combined) have tariffs that do not sum to the total."""
+    groups: dict[tuple[str, int, str], dict[int, tuple[int, Decimal]]] = {}
+    for pos, meter, key, ts_ms, value in parts:
+        family, n = _TARIFF_REGISTERS[key]
+        groups.setdefault((meter, ts_ms, family), {})[n] = (pos, value)  # a repeat: once
+    bad: list[int] = []
+    for pos, meter, key, ts_ms, total in totals:
+        group = groups.get((meter, ts_ms, _TARIFF_REGISTERS[key][0]))
+        if group is None:
+            continue
+        tariffs = group.values()
+        excess = sum((v for _, v in tariffs), -total)
+        if not excess:  # the common case: they add up exactly
+            continue
+        # One step of the last digit of the coarsest register: meters round each.
+        exponents = [v.as_tuple().exponent for _, v in tariffs]
+        exponents.append(total.as_tuple().exponent)
+        step = Decimal(1).scaleb(max(e for e in exponents if isinstance(e, int)))
+        lim = per_meter.get(meter, default) if per_meter else default
+        tolerance = step * lim.tariff_steps
+        if excess > tolerance or (len(tariffs) == _TARIFFS and -excess > tolerance):
+            bad.append(pos)
+            bad.extend(p for p, _ in tariffs)
+    return bad
+
+
+def _value_flags(
+    lim: Limits,
+    meter: str,
+    key: str,
+    value: Decimal,
+    ts_ms: int,
+    last: Mapping[tuple[str, str], tuple[int, Decimal]],
+    latest: Latest,
+    found: list[Event],
+    now_ms: int | None,
+) -> int:
+    bounds = lim.ranges.get(key)
+    outside = bounds is not None and not bounds[0] <= value <= bounds[1]
+    flags = _OUT_OF_RANGE if outside else _OK
+    if key not in _CUMULATIVE:
+        return flags
+    ident = (meter, key)
+    prev = latest.get(ident) or last.get(ident)
+    if prev is None:
+        latest[ident] = (ts_ms, value)
+        return flags
+    if ts_ms <= prev[0]:  # backfill of the past, or a repeat: range checks only
+        return flags
+    prev_ts, prev_value = prev
+    latest[ident] = (ts_ms, value)
+    if value < prev_value:
+        if prev_value >= lim.near_top and value <= lim.near_zero:
+            rise = lim.top - prev_value + value
+            flags |= _ROLLOVER
+        else:
+            flags |= _NON_MONOTONIC
+            if value * 10 < prev_value:  # fell to under a tenth: a new counter
+                found.append(
+                    Event(
+                        EventKind.COUNTER_RESET,
+                        int(time.time() * 1000) if now_ms is None else now_ms,
+                        meter,
+                        reason=f"{key} fell from {prev_value} to {value}",
+                        detail={"key": key, "from": str(prev_value), "to": str(value)},
+                    )
+                )
+            return flags
+    else:
+        rise = value - prev_value
+    if rise > lim.max_kwh_per_ms * (ts_ms - prev_ts):
+        flags |= _SUSPECT_SPIKE
+    return flags
+
+
 class Validator:
-    """Flags readings, then hands them on to the buffer (an :class:`Acceptor` and a
-    :class:`JobStore`)."""
+    """The validation state: thresholds and references, moved only by what committed."""
 
     def __init__(
         self,
-        inner: JobStore,
         config: ValidationConfig | None = None,
         *,
         per_meter: Mapping[str, ValidationConfig] | None = None,
         save_every: float = SAVE_EVERY_S,
     ) -> None:
-        self._inner = inner
         self._save_every = save_every
         self._next_save = time.monotonic() + save_every
         self._dirty: set[tuple[str, str]] = set()
@@ -144,11 +290,6 @@ class Validator:
         self._default = Limits.of(config or ValidationConfig())
         self._per_meter = _compiled(per_meter or {})
         self._last: Latest = {}
-
-    @property
-    def healthy(self) -> bool:
-        """Whether the buffer behind is committing (see :class:`JobStore`)."""
-        return self._inner.healthy
 
     def use_thresholds(self, per_meter: Mapping[str, ValidationConfig]) -> None:
         """Check these meters against their own thresholds from now on (a reload); the
@@ -159,47 +300,32 @@ class Validator:
         """The thresholds ``meter`` is checked against."""
         return self._per_meter.get(meter, self._default)
 
-    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        """Flag, store durably, then return; a cancelled caller does not cancel the commit."""
-        await asyncio.shield(self.submit(WriteJob(readings=readings, events=events)))
-
-    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        """Flag the job's readings and rows, add any events found, queue it for commit."""
-        latest: Latest = {}
-        found: list[Event] = []
-        readings = self._readings(job.readings, latest, found) if job.readings else job.readings
-        rows = self._rows(job.rows, latest, found) if job.rows else job.rows
-        refs: list[Reference] = []
+    def check(self, job: WriteJob) -> tuple[WriteJob, Latest, list[Reference]]:
+        """The job with its rows flagged, the events found added and, when due, the
+        changed references to save with it; the references it moves once committed; and
+        every reference it carries (to save again if its commit fails)."""
+        refs = list(job.refs)
         if self._dirty and time.monotonic() >= self._next_save:
-            refs = self._take_refs()
-        checked = dataclasses.replace(
-            job, readings=readings, rows=rows, events=[*job.events, *found], refs=refs
-        )
-        fut = self._inner.submit(checked)
-        fut.add_done_callback(lambda f: self._committed(f, latest, refs))
-        return fut
+            refs.extend(self.take_refs())
+        if not job.rows:
+            return (dataclasses.replace(job, refs=refs) if refs else job), {}, refs
+        found = check(job.rows, self._last, self._default, self._per_meter)
+        events = [*job.events, *found.events] if found.events else job.events
+        checked = dataclasses.replace(job, rows=found.rows, events=events, refs=refs)
+        return checked, found.latest, refs
 
-    def _committed(
-        self, fut: asyncio.Future[WriteJob], latest: Latest, refs: list[Reference]
-    ) -> None:
-        # The reference moves only with what was stored: a failed commit changes nothing.
-        if self._unsaved(fut, refs):
-            return
-        job = fut.result()
-        if job.outcome is not Outcome.ACCEPTED:
-            return
-        # The flag counts themselves are the buffer's: it counts what it committed.
-        self._last.update(latest)
-        self._dirty.update(latest)
+    def committed(self, job: WriteJob, latest: Latest) -> None:
+        """``job`` committed: its references move (the flag counts are the buffer's)."""
+        if latest and job.outcome is Outcome.ACCEPTED:
+            self._last.update(latest)
+            self._dirty.update(latest)
 
-    def _unsaved(self, fut: asyncio.Future[WriteJob], refs: list[Reference]) -> bool:
-        """Whether the commit failed; its references are then saved with a later job."""
-        if fut.cancelled() or fut.exception() is not None:
-            self._dirty.update((r[0], r[1]) for r in refs)
-            return True
-        return False
+    def unsaved(self, refs: Sequence[Reference]) -> None:
+        """The commit that carried ``refs`` failed: they are saved with a later job."""
+        self._dirty.update((r[0], r[1]) for r in refs)
 
-    def _take_refs(self) -> list[Reference]:
+    def take_refs(self) -> list[Reference]:
+        """The references changed since the last call, to store."""
         self._next_save = time.monotonic() + self._save_every
         last = self._last
         refs = [(m, k, last[m, k][0], str(last[m, k][1])) for m, k in self._dirty]
@@ -220,158 +346,3 @@ class Validator:
                 continue
             n += 1
         return n
-
-    async def save(self) -> int:
-        """Hand every changed reference to the buffer now (at shutdown); return how many."""
-        refs = self._take_refs()
-        if not refs:
-            return 0
-        fut = self._inner.submit(WriteJob(refs=refs))
-        fut.add_done_callback(lambda f: self._unsaved(f, refs))
-        await asyncio.shield(fut)
-        return len(refs)
-
-    def _readings(
-        self, readings: Sequence[Reading], latest: Latest, found: list[Event]
-    ) -> list[Reading]:
-        out: list[Reading] = []
-        totals: list[Register] = []
-        parts: list[Register] = []
-        for r in readings:
-            lim = self.limits(r.meter)
-            flags = self._value_flags(lim, r.meter, r.key, r.value, r.ts_ms, latest, found)
-            if (
-                is_live(r.ts_source, r.quality, r.interval_s)
-                and abs(r.ts_ms - r.received_ms) > lim.skew_ms
-            ):
-                flags |= _CLOCK_DRIFT
-            if r.key in _TARIFF_PARTS:
-                parts.append((len(out), r.meter, r.key, r.ts_ms, r.value))
-            elif r.key in _TARIFF_TOTALS:
-                totals.append((len(out), r.meter, r.key, r.ts_ms, r.value))
-            out.append(dataclasses.replace(r, quality=r.quality | Quality(flags)) if flags else r)
-        for i in self._tariff_mismatches(totals, parts):
-            out[i] = dataclasses.replace(out[i], quality=out[i].quality | Quality.TARIFF_MISMATCH)
-        return out
-
-    def _rows(
-        self, rows: Sequence[ReadingValues], latest: Latest, found: list[Event]
-    ) -> list[ReadingValues]:
-        # The concentrator's hot path, a loop rather than a call per row: most rows need
-        # only the clock check, and a value (as Decimal) only for cumulative or ranged keys.
-        per_meter = self._per_meter
-        lim = self._default
-        ranges, skew = lim.ranges, lim.skew_ms
-        value_flags = self._value_flags
-        out: list[ReadingValues] = []
-        append = out.append
-        totals: list[Register] = []
-        parts: list[Register] = []
-        for row in rows:
-            meter, key, ts_ms = row[0], row[1], row[4]
-            if per_meter:
-                lim = per_meter.get(meter, self._default)
-                ranges, skew = lim.ranges, lim.skew_ms
-            if key in _CUMULATIVE or key in ranges:
-                try:
-                    value = Decimal(row[2])
-                except InvalidOperation:  # the ingest stores only numbers; guard the reference
-                    append(row)
-                    continue
-                flags = value_flags(lim, meter, key, value, ts_ms, latest, found)
-                if key in _TARIFF_PARTS:
-                    parts.append((len(out), meter, key, ts_ms, value))
-                elif key in _TARIFF_TOTALS:
-                    totals.append((len(out), meter, key, ts_ms, value))
-            else:
-                flags = _OK
-            # is_live, inline: a live concentrator reading has no interval and no backfilled flag.
-            if (
-                row[5] == _CONCENTRATOR
-                and abs(ts_ms - row[6]) > skew
-                and row[9] is None
-                and not row[8] & _BACKFILLED
-            ):
-                flags |= _CLOCK_DRIFT
-            append((*row[:8], row[8] | flags, row[9]) if flags else row)
-        for i in self._tariff_mismatches(totals, parts):
-            row = out[i]
-            out[i] = (*row[:8], row[8] | _TARIFF_MISMATCH, row[9])
-        return out
-
-    def _tariff_mismatches(
-        self, totals: Sequence[Register], parts: Sequence[Register]
-    ) -> list[int]:
-        """Positions of the total and tariff registers whose meter, instant and family
-        (import, export, combined) have tariffs that do not sum to the total."""
-        if not parts or not totals:  # most jobs: no tariff registers at all
-            return []
-        groups: dict[tuple[str, int, str], dict[int, tuple[int, Decimal]]] = {}
-        for pos, meter, key, ts_ms, value in parts:
-            family, n = _TARIFF_REGISTERS[key]
-            groups.setdefault((meter, ts_ms, family), {})[n] = (pos, value)  # a repeat: once
-        bad: list[int] = []
-        for pos, meter, key, ts_ms, total in totals:
-            group = groups.get((meter, ts_ms, _TARIFF_REGISTERS[key][0]))
-            if group is None:
-                continue
-            tariffs = group.values()
-            excess = sum((v for _, v in tariffs), -total)
-            if not excess:  # the common case: they add up exactly
-                continue
-            # One step of the last digit of the coarsest register: meters round each.
-            exponents = [v.as_tuple().exponent for _, v in tariffs]
-            exponents.append(total.as_tuple().exponent)
-            step = Decimal(1).scaleb(max(e for e in exponents if isinstance(e, int)))
-            tolerance = step * self.limits(meter).tariff_steps
-            if excess > tolerance or (len(tariffs) == _TARIFFS and -excess > tolerance):
-                bad.append(pos)
-                bad.extend(p for p, _ in tariffs)
-        return bad
-
-    def _value_flags(
-        self,
-        lim: Limits,
-        meter: str,
-        key: str,
-        value: Decimal,
-        ts_ms: int,
-        latest: Latest,
-        found: list[Event],
-    ) -> int:
-        bounds = lim.ranges.get(key)
-        outside = bounds is not None and not bounds[0] <= value <= bounds[1]
-        flags = _OUT_OF_RANGE if outside else _OK
-        if key not in _CUMULATIVE:
-            return flags
-        ident = (meter, key)
-        prev = latest.get(ident) or self._last.get(ident)
-        if prev is None:
-            latest[ident] = (ts_ms, value)
-            return flags
-        if ts_ms <= prev[0]:  # backfill of the past, or a repeat: range checks only
-            return flags
-        prev_ts, prev_value = prev
-        latest[ident] = (ts_ms, value)
-        if value < prev_value:
-            if prev_value >= lim.near_top and value <= lim.near_zero:
-                rise = lim.top - prev_value + value
-                flags |= _ROLLOVER
-            else:
-                flags |= _NON_MONOTONIC
-                if value * 10 < prev_value:  # fell to under a tenth: a new counter
-                    found.append(
-                        Event(
-                            EventKind.COUNTER_RESET,
-                            int(time.time() * 1000),
-                            meter,
-                            reason=f"{key} fell from {prev_value} to {value}",
-                            detail={"key": key, "from": str(prev_value), "to": str(value)},
-                        )
-                    )
-                return flags
-        else:
-            rise = value - prev_value
-        if rise > lim.max_kwh_per_ms * (ts_ms - prev_ts):
-            flags |= _SUSPECT_SPIKE
-        return flags

@@ -21,6 +21,7 @@ from gateway.buffer import WriteJob
 from gateway.config import Config
 from gateway.forward.local import local_path, open_local
 from gateway.logs import get_logger
+from gateway.model import rows_of
 
 log = get_logger("analytics")
 
@@ -140,7 +141,9 @@ class DailyCloser:
         if figures is None or not figures.has_data:
             return 0
         readings = derived_readings(figures, int(self._now() * 1000))
-        job = await self._store.submit(WriteJob(readings=readings, origin=SOURCE, subject=meter))
+        job = await self._store.submit(
+            WriteJob(rows=rows_of(readings), origin=SOURCE, subject=meter)
+        )
         log.info(
             "daily_closed",
             meter=meter,

@@ -18,7 +18,7 @@ from gateway.buffer.rows import (
     ReadingValues,
     Reference,
 )
-from gateway.model import Event, EventKind, Reading
+from gateway.model import Event, EventKind
 
 
 class Outcome(enum.Enum):
@@ -35,10 +35,9 @@ class Outcome(enum.Enum):
 class WriteJob:
     """One caller's contribution to a group commit."""
 
-    readings: Sequence[Reading] = ()
-    events: Sequence[Event] = ()
     rows: Sequence[ReadingValues] = ()
-    """Readings already in column form (the concentrator ingest's lean path)."""
+    """Readings, in the write path's one shape (see :data:`gateway.model.ReadingValues`)."""
+    events: Sequence[Event] = ()
     mark: ConcentratorMark | None = None
     quarantine: Sequence[QuarantineEntry] = ()
     cursor: tuple[str, int] | None = None
@@ -60,8 +59,7 @@ class WriteJob:
 
     def size(self) -> int:
         return (
-            len(self.readings)
-            + len(self.rows)
+            len(self.rows)
             + len(self.events)
             + len(self.quarantine)
             + len(self.refs)
@@ -78,7 +76,6 @@ class WriteJob:
         content = {
             "mark": None if mark is None else [mark.gw, str(mark.seq), mark.ts_ms, mark.topic],
             "rows": [[str(v) for v in row] for row in self.rows[:200]],
-            "readings": [repr(r) for r in self.readings[:200]],
         }
         subject = self.subject or (mark.topic if mark is not None else self.origin)
         entry = QuarantineEntry(
@@ -103,14 +100,6 @@ class WriteJob:
         if self.outcome is Outcome.ACCEPTED:
             return self.events
         return self.repeat_events if self.outcome is Outcome.DUPLICATE else ()
-
-
-def decimal_text(value: object) -> str:
-    """The exact decimal text of a value, never in exponent notation."""
-    text = str(value)
-    if "E" in text or "e" in text:
-        text = format(value, "f")
-    return text
 
 
 class JobStore(Protocol):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from gateway.model import ReadingValues
+
+__all__ = ["ReadingValues"]  # the write path's reading shape, stored with a seq (ReadingRow)
+
 ReadingRow = tuple[int, str, str, str, str, int, str, int, str, int, int | None]
 """``(seq, meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality,
 interval_s)``; ``value`` is the exact decimal text of the reading."""
 
-ReadingValues = tuple[str, str, str, str, int, str, int, str, int, int | None]
-"""A reading to store, already in column form: a :data:`ReadingRow` without ``seq``.
-The concentrator ingest builds these directly from validated JSON (no
-:class:`~gateway.model.Reading` objects on its hot path)."""
 
 Reference = tuple[str, str, int, str]
 """``(meter, key, ts_ms, value)``: the last value the validator compared a register

@@ -23,7 +23,7 @@ import operator
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Self
@@ -44,7 +44,7 @@ from gateway.buffer.writer import BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Event, Quality, Reading, TimeSource
+from gateway.model import Event, Quality, Reading, TimeSource, rows_of
 
 log = get_logger("buffer")
 
@@ -77,15 +77,14 @@ def _read_batch(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
 
 _flag_names: dict[int, list[str]] = {}
 _QUALITY = operator.itemgetter(8)
+_CONCENTRATOR = TimeSource.CONCENTRATOR.value
 
 
-def count_flags(metrics: Metrics, qualities: Iterable[int], rows: Sequence[ReadingValues]) -> None:
-    """Add readings' quality flags (``qualities``, and those of ``rows``) to
-    ``readings_flagged``. Tallied per distinct combination first: a batch often
-    carries the same flag on every reading, and a labelled increment costs more
-    than the reading's own checks."""
-    tally = Counter(qualities)
-    tally.update(map(_QUALITY, rows))
+def count_flags(metrics: Metrics, rows: Sequence[ReadingValues]) -> None:
+    """Add the readings' quality flags to ``readings_flagged``. Tallied per distinct
+    combination first: a batch often carries the same flag on every reading, and a
+    labelled increment costs more than the reading's own checks."""
+    tally = Counter(map(_QUALITY, rows))
     for bits, n in tally.items():
         if not bits:
             continue
@@ -99,8 +98,8 @@ def count_flags(metrics: Metrics, qualities: Iterable[int], rows: Sequence[Readi
 class Buffer:
     """The durable store every reading passes through. Use :meth:`open`.
 
-    It is the gateway's :class:`~gateway.model.Acceptor`: ``await accept(...)``
-    returns once the rows are committed.
+    Sources reach it through the write path (:mod:`gateway.writepath`), forwarders
+    directly; ``submit`` is a :class:`~gateway.buffer.JobStore`.
     """
 
     def __init__(
@@ -170,7 +169,7 @@ class Buffer:
         Raises :class:`BufferError` when the commit failed (disk full...): then
         nothing of this call is stored and the caller must not acknowledge.
         """
-        await self.submit(WriteJob(readings=readings, events=events))
+        await self.submit(WriteJob(rows=rows_of(readings), events=events))
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
         """Queue a job for the next group commit, in call order; the future resolves after it.
@@ -359,13 +358,11 @@ class Buffer:
             m.events.labels(kind=e.kind.value).inc()
         if job.outcome is not Outcome.ACCEPTED:
             return
-        if job.readings:
-            first = job.readings[0].ts_source
-            origin = "concentrator" if first is TimeSource.CONCENTRATOR else "poll"
-            m.readings_accepted.labels(origin=origin).inc(len(job.readings))
-        if job.rows:
-            m.readings_accepted.labels(origin="concentrator").inc(len(job.rows))
-        count_flags(m, (int(r.quality) for r in job.readings), job.rows)
+        rows = job.rows
+        if rows:
+            origin = "concentrator" if rows[0][5] == _CONCENTRATOR else "poll"
+            m.readings_accepted.labels(origin=origin).inc(len(rows))
+            count_flags(m, rows)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from gateway.buffer.jobs import Outcome, WriteJob, decimal_text
+from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import GapRow, Reference
 from gateway.buffer.schema import BufferError
 from gateway.model import Event, EventKind
@@ -206,23 +206,6 @@ class BufferWriter:
             if job.outcome is Outcome.ACCEPTED:
                 if job.mark is not None:
                     mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
-                for r in job.readings:
-                    seq += 1
-                    add_values(
-                        (
-                            seq,
-                            r.meter,
-                            r.key,
-                            decimal_text(r.value),
-                            r.unit,
-                            r.ts_ms,
-                            r.ts_source.value,
-                            r.received_ms,
-                            r.source,
-                            int(r.quality),
-                            r.interval_s,
-                        )
-                    )
                 for values in job.rows:
                     seq += 1
                     add(seq)

@@ -20,9 +20,11 @@ async def backfill_alone(
     from drivers.errors import DriverError
     from gateway.buffer import Buffer, BufferError, WriteJob
     from gateway.metrics import Metrics
+    from gateway.model import rows_of
     from gateway.scheduler.backfill import Backfill
     from gateway.scheduler.recovery import check_clock
     from gateway.validate import Validator
+    from gateway.writepath import WritePath
 
     try:
         buffer = await Buffer.open(cfg.buffer_path(), cfg.buffer, Metrics())
@@ -32,8 +34,9 @@ async def backfill_alone(
     reader, run = reader_for(config_path, cfg, bus, meter)
     progress: Progress | None = None
     try:
-        validator = Validator(buffer, cfg.validation)
+        validator = Validator(cfg.validation)
         validator.restore(await buffer.references())
+        writes = WritePath(buffer, validator)
         try:
             await reader.open()
         except DriverError as exc:
@@ -43,13 +46,13 @@ async def backfill_alone(
         readings, events = await check_clock(
             reader, run, bus.name, interval=bus.clock_check_interval, drift_max=bus.clock_drift_max
         )
-        await validator.submit(WriteJob(readings=readings, events=events, origin="backfill"))
+        await writes.submit(WriteJob(rows=rows_of(readings), events=events, origin="backfill"))
         record = manual_gap(reader, run, bus, start_ms, end_ms)
         job = Backfill(reader, run, bus.name, record)
-        await job.submit(validator, job.opening())
+        await job.submit(writes, job.opening())
         progress = Progress(record.id)
         while not job.done:
-            await job.submit(validator, await job.step())
+            await job.submit(writes, await job.step())
             progress.show(job.record.to_json())
         progress.close()
         progress = None

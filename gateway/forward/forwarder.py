@@ -163,7 +163,7 @@ class Forwarder:
             EventKind.SINK_AUTH_FAILED, time.time_ns() // 1_000_000, self._sink.name, reason
         )
         try:
-            await self._buf.accept((), (event,))
+            await self._buf.submit(WriteJob(events=(event,), origin=self._sink.name))
         except BufferError as exc:
             log.error("sink_alarm_not_stored", sink=self._sink.name, error=str(exc))
             return False

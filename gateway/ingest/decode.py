@@ -21,8 +21,15 @@ from typing import Any
 import orjson
 
 from gateway.buffer import ConcentratorMark, QuarantineEntry, ReadingValues, WriteJob
-from gateway.buffer.jobs import decimal_text
-from gateway.model import Event, EventKind, Quality, Reading, TimeSource
+from gateway.model import (
+    Event,
+    EventKind,
+    Quality,
+    Reading,
+    TimeSource,
+    decimal_text,
+    reading_of,
+)
 from protocols.concentrator import (
     READINGS_SCHEMA,
     SEQ_MAX,
@@ -96,12 +103,7 @@ class Decoded:
 
     def readings(self) -> list[Reading]:
         """The same readings as :class:`~gateway.model.Reading` objects."""
-        return [
-            Reading(
-                meter, key, Decimal(value), unit, ts, TimeSource(tsrc), recv, src, Quality(q), iv
-            )
-            for meter, key, value, unit, ts, tsrc, recv, src, q, iv in self.rows
-        ]
+        return [reading_of(values) for values in self.rows]
 
 
 class _NotLean(Exception):

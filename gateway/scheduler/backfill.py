@@ -18,7 +18,7 @@ from gateway.buffer import JobStore, Outcome, WriteJob
 from gateway.gaps import GapLedger, GapRecord, GapState, boundary, expected_intervals
 from gateway.health import Gap, record_time_ms
 from gateway.logs import get_logger
-from gateway.model import Event, EventKind, Quality, Reading, TimeSource
+from gateway.model import Event, EventKind, Quality, Reading, TimeSource, rows_of
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.readers import MeterReader, RecordSlice
 from protocols.quantities import is_cumulative
@@ -271,7 +271,7 @@ class Backfill:
     def _job(self, readings: list[Reading], events: list[Event]) -> WriteJob:
         carried, self._carry = self._carry, []
         return WriteJob(
-            readings=readings,
+            rows=rows_of(readings),
             events=[*carried, *events],
             gaps=[self.record.row()],
             origin="backfill",

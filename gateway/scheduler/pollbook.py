@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from gateway.buffer import JobStore, Outcome, WriteJob
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Event, EventKind, Reading
+from gateway.model import Event, EventKind, Reading, rows_of
 from gateway.scheduler.meters import GroupRun, MeterRun
 from gateway.scheduler.timing import reschedule
 
@@ -140,7 +140,9 @@ class PollBook:
         while len(self._in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait([self._in_flight[0]])  # its callback removes it
         held = self._take_held()
-        job = WriteJob(readings=readings, events=[*held, *events], origin="poll", subject=self.bus)
+        job = WriteJob(
+            rows=rows_of(readings), events=[*held, *events], origin="poll", subject=self.bus
+        )
         fut = self.store.submit(job)
         self._in_flight.append(fut)
         fut.add_done_callback(lambda f: self._settled(f, meter, groups, start_ms, job))

@@ -16,11 +16,14 @@ import time
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.metrics import Metrics
 from gateway.status.recent import RecentEvents
 from gateway.status.tap import Tap
+
+if TYPE_CHECKING:
+    from gateway.writepath import WritePath
 
 STALE_AFTER_MS = 10 * 60 * 1000
 """A concentrator, or one of its meters, with nothing received for this long shows as ``stale``."""
@@ -109,6 +112,8 @@ class StatusModel:
         self.metrics = metrics
         self.recent = recent
         self.tap = tap
+        self.writes: WritePath | None = None
+        """The write path, for the commits in flight."""
         self.buffer_path = buffer_path
         self.started_at = time.time()
         self.version = gateway_version()
@@ -255,7 +260,7 @@ class StatusModel:
             "buffer": self.buffer_json(now_ms),
             "gaps": self.gaps.to_json(now_ms) if self.gaps is not None else None,
             "readings_accepted": tap.accepted if tap is not None else 0,
-            "commits_in_flight": tap.in_flight if tap is not None else 0,
+            "commits_in_flight": self.writes.in_flight if self.writes is not None else 0,
             "ingest": ingest,
             "sinks": list(self.sinks),
             "recent": self.recent.to_json(),

@@ -1,13 +1,10 @@
-"""The acceptor in front of the buffer that watches what gets accepted.
+"""What the operator sees of the write path: a listener told of every commit.
 
-It does three things for the operator and for shutdown:
+It does two things:
 
 - remembers, per meter, when its last reading was committed and the last
   value of each quantity (``/status``, ``metergw status``, the demo view);
-- records committed events in :class:`RecentEvents`;
-- shields each commit from the caller's cancellation and keeps track of
-  commits in flight, so that on SIGTERM polling and ingest can be cancelled at
-  once while what they already handed over still commits (``drain``).
+- records committed events in :class:`RecentEvents`.
 
 Polled meters are bounded by the configuration, so each keeps full detail.
 Concentrators are not: one broker can bring tens of thousands of meters, and a
@@ -20,15 +17,14 @@ the rest are counted in their concentrator's aggregate only.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 
-from gateway.buffer import Buffer, Outcome, ReadingValues, WriteJob
-from gateway.model import Event, Reading
+from gateway.buffer import Outcome, ReadingValues, WriteJob
+from gateway.model import TimeSource
 from gateway.status.recent import RecentEvents
 
+_CONCENTRATOR = TimeSource.CONCENTRATOR.value
 DETAIL_LIMIT = 200
 """Concentrator meters (the first seen) that keep per-meter detail in the tap."""
 
@@ -44,7 +40,7 @@ class MeterSeen:
     received_ms: int = 0
     """When the gateway received it."""
     readings: int = 0
-    values: dict[str, tuple[Decimal | str, str, int, int]] = field(default_factory=dict)
+    values: dict[str, tuple[str, str, int, int]] = field(default_factory=dict)
     """Quantity key -> (value, unit, quality bits, ts_ms) of its newest reading."""
 
 
@@ -65,19 +61,12 @@ class ConcentratorSeen:
 
 
 class Tap:
-    """The buffer as sources see it: ``accept`` and ``submit``, watched as they commit.
+    """What the status API and the live view see of the write path: a commit listener
+    (:class:`gateway.writepath.CommitListener`) that keeps the newest values per meter
+    and an aggregate per concentrator."""
 
-    Polled readings arrive through ``accept`` (behind the validator);
-    concentrator ingest uses ``submit`` directly, to store a message's
-    sequence mark in the same transaction as its readings.
-    """
-
-    def __init__(
-        self, inner: Buffer, recent: RecentEvents, detail_limit: int = DETAIL_LIMIT
-    ) -> None:
-        self._inner = inner
+    def __init__(self, recent: RecentEvents, detail_limit: int = DETAIL_LIMIT) -> None:
         self._recent = recent
-        self._inflight: set[asyncio.Future[WriteJob]] = set()
         self.meters: dict[str, MeterSeen] = {}
         """Every polled meter, and the first ``detail_limit`` concentrator meters."""
         self.concentrators: dict[str, ConcentratorSeen] = {}
@@ -92,52 +81,32 @@ class Tap:
         """Why the last commit failed; ``None`` once one succeeds again."""
 
     @property
-    def healthy(self) -> bool:
-        """Whether the buffer is committing (see :class:`~gateway.buffer.JobStore`)."""
-        return self._inner.healthy
-
-    @property
     def concentrator_meters_truncated(self) -> bool:
         """Whether some concentrator meters are left out of :attr:`meters`."""
         return self.rows_not_detailed > 0
 
-    async def accept(self, readings: Sequence[Reading], events: Sequence[Event] = ()) -> None:
-        """Store durably, then return; a cancelled caller does not cancel the commit."""
-        await asyncio.shield(self.submit(WriteJob(readings=readings, events=events)))
+    def failed(self, error: BaseException) -> None:
+        self.last_error = str(error)
 
-    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        """Queue ``job`` for the next group commit (see :meth:`Buffer.submit`)."""
-        fut = self._inner.submit(job)
-        self._inflight.add(fut)
-        fut.add_done_callback(self._committed)
-        return fut
-
-    def _committed(self, fut: asyncio.Future[WriteJob]) -> None:
-        self._inflight.discard(fut)
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            self.last_error = str(exc)
-            return
+    def committed(self, job: WriteJob) -> None:
         self.last_error = None
-        job = fut.result()
         events = job.stored_events
         if events:
             self._recent.add_events(events)
-        if job.outcome is not Outcome.ACCEPTED:
+        if job.outcome is not Outcome.ACCEPTED or not job.rows:
             return
-        self.accepted += len(job.readings) + len(job.rows)
-        meters = self.meters
-        for r in job.readings:
-            seen = meters.get(r.meter)
-            if seen is None:
-                seen = meters[r.meter] = MeterSeen(r.meter, r.source)
-            _update(seen, r.key, r.value, r.unit, r.ts_ms, r.received_ms, r.source, r.quality)
-        if job.rows:
-            # One job is one concentrator message, from one topic.
+        self.accepted += len(job.rows)
+        if job.mark is not None or job.rows[0][5] == _CONCENTRATOR:
+            # One concentrator message, from one topic.
             topic = job.mark.topic if job.mark is not None else job.rows[0][7]
             self._concentrator_message(topic, job.rows)
+            return
+        meters = self.meters
+        for meter, key, value, unit, ts_ms, _, received_ms, source, quality, _ in job.rows:
+            seen = meters.get(meter)
+            if seen is None:
+                seen = meters[meter] = MeterSeen(meter, source)
+            _update(seen, key, value, unit, ts_ms, received_ms, source, quality)
 
     def _concentrator_message(self, topic: str, rows: Sequence[ReadingValues]) -> None:
         conc = self.concentrators.get(topic)
@@ -174,21 +143,11 @@ class Tap:
         conc.last_reading_ms, conc.received_ms = newest_ts, newest_received
         self.rows_not_detailed += not_detailed
 
-    @property
-    def in_flight(self) -> int:
-        """Commits handed to the buffer that have not finished."""
-        return len(self._inflight)
-
-    async def drain(self) -> None:
-        """Wait until every commit in flight has finished (bound it with ``asyncio.timeout``)."""
-        while self._inflight:
-            await asyncio.wait(set(self._inflight))
-
 
 def _update(
     seen: MeterSeen,
     key: str,
-    value: Decimal | str,
+    value: str,
     unit: str,
     ts_ms: int,
     received_ms: int,

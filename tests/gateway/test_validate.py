@@ -1,7 +1,7 @@
 """Validation flags what looks wrong and never drops a reading.
 
-The validator stands in front of a real buffer; what it flagged is read back
-from the buffer as a sink would read it.
+The write path (validator, then a real buffer) as the daemon wires it; what it
+flagged is read back from the buffer as a sink would read it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import Buffer, Outcome, ReadingRow, ReadingValues, WriteJob
+from gateway.buffer import Buffer, JobStore, Outcome, ReadingRow, ReadingValues, WriteJob
 from gateway.config.northbound import BufferConfig
 from gateway.config.validation import RangeConfig, ValidationConfig, ValidationOverride
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource
-from gateway.validate import Validator
+from gateway.validate import Limits, Validator, check
+from gateway.writepath import WritePath
 
 HOUR = 3_600_000
 T0 = 1_800_000_000_000
@@ -53,8 +54,13 @@ def qualities(rows: list[ReadingRow]) -> list[Quality]:
     return [Quality(r[9]) for r in rows]
 
 
+def checked(store: JobStore, config: ValidationConfig | None = None, **kw: Any) -> WritePath:
+    """The write path over ``store``, with a validator, as the daemon wires it."""
+    return WritePath(store, Validator(config, **kw))
+
+
 async def run(buf: Buffer, *readings: Reading, config: ValidationConfig | None = None) -> None:
-    v = Validator(buf, config)
+    v = checked(buf, config)
     for r in readings:
         await v.accept([r])
 
@@ -157,7 +163,7 @@ async def test_clock_skew_just_inside_and_just_outside(
 ) -> None:
     volt = Reading("c:1", "voltage_l1_v", Decimal("230"), "V", T0, CONC, T0 + late_ms, "topic")
     row = ("c:2", "voltage_l1_v", "230", "V", T0, "concentrator", T0 + late_ms, "t", 0, None)
-    v = Validator(buffer)  # max_clock_skew = 300 s
+    v = checked(buffer)  # max_clock_skew = 300 s
     await v.accept([volt])
     await v.submit(WriteJob(rows=[row]))
     rows, _ = await stored(buffer)
@@ -167,7 +173,7 @@ async def test_clock_skew_just_inside_and_just_outside(
 
 @pytest.mark.asyncio
 async def test_backfilled_concentrator_rows_are_not_clock_checked(buffer: Buffer) -> None:
-    v = Validator(buffer)
+    v = checked(buffer)
     back = int(Quality.BACKFILLED)
     rows = [
         ("c:1", "voltage_l1_v", "230", "V", T0 - HOUR, "concentrator", T0, "t", back, None),
@@ -182,7 +188,7 @@ async def test_backfilled_concentrator_rows_are_not_clock_checked(buffer: Buffer
 
 @pytest.mark.asyncio
 async def test_concentrator_rows_are_validated_too(buffer: Buffer) -> None:
-    v = Validator(buffer)
+    v = checked(buffer)
     row = ("dlt645-2007:1", "energy_import_total_kwh", "500.00", "kWh", T0, "concentrator")
     first = (*row, T0, "meters/v1/c/readings", 0, None)
     later = (*row[:2], "400.00", "kWh", T0 + HOUR, "concentrator", T0 + HOUR, "t", 0, None)
@@ -196,13 +202,13 @@ async def test_concentrator_rows_are_validated_too(buffer: Buffer) -> None:
 @pytest.mark.asyncio
 async def test_failed_commit_keeps_the_reference(tmp_path: Path) -> None:
     buf = await Buffer.open(str(tmp_path / "b.sqlite"), BufferConfig(), Metrics())
-    v = Validator(buf)
+    v = checked(buf)
     await v.accept([energy("100.00", T0)])
     await buf.close()  # a buffer that no longer commits
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the buffer says
         await v.accept([energy("50.00", T0 + HOUR)])
     buf = await Buffer.open(str(tmp_path / "b.sqlite"), BufferConfig(), Metrics())
-    v._inner = buf  # the same validator state, a working buffer again
+    v._store = buf  # the same validator state, a working buffer again
     await buf.register_sink("check")
     await v.accept([energy("100.50", T0 + 2 * HOUR)])
     rows, _ = await stored(buf)
@@ -222,13 +228,13 @@ async def reopen(path: Path, buf: Buffer) -> Buffer:
 async def test_a_fall_across_a_restart_is_caught(tmp_path: Path, restored: bool) -> None:
     path = tmp_path / "b.sqlite"
     buf = await Buffer.open(str(path), BufferConfig(), Metrics())
-    v = Validator(buf)
+    v = checked(buf)
     await v.accept([energy("100.00", T0), energy("7.00", T0, meter="m2")])
     assert await v.save() == 2
     buf = await reopen(path, buf)
-    v = Validator(buf)
+    v = checked(buf)
     if restored:
-        assert v.restore(await buf.references()) == 2
+        assert v.validator.restore(await buf.references()) == 2
     await v.accept([energy("90.00", T0 + HOUR)])
     rows, _ = await stored(buf)
     await buf.close()
@@ -238,12 +244,12 @@ async def test_a_fall_across_a_restart_is_caught(tmp_path: Path, restored: bool)
 
 @pytest.mark.asyncio
 async def test_changed_references_ride_along_every_save_every(buffer: Buffer) -> None:
-    lazy = Validator(buffer, save_every=3600)
+    lazy = checked(buffer, save_every=3600)
     await lazy.accept([energy("1.00", T0, meter="lazy")])
     await lazy.accept([energy("2.00", T0 + HOUR, meter="lazy")])
     assert await buffer.references() == []  # not yet due
 
-    v = Validator(buffer, save_every=0)
+    v = checked(buffer, save_every=0)
     await v.accept([energy("100.00", T0)])
     await v.accept([energy("101.00", T0 + HOUR)])  # carries the reference of the first
     assert await buffer.references() == [("m1", "energy_import_total_kwh", T0, "100.00")]
@@ -263,8 +269,8 @@ async def test_the_newest_reference_wins_and_bad_ones_are_skipped(buffer: Buffer
     await buffer.submit(WriteJob(refs=[("m3", "voltage_l1_v", T0, "230.1")]))
     refs = sorted(await buffer.references())
     assert refs[0] == ("m1", key, T0 + HOUR, "5.5")
-    v = Validator(buffer)
-    assert v.restore(refs) == 1  # m2 unreadable, m3 not a register
+    v = checked(buffer)
+    assert v.validator.restore(refs) == 1  # m2 unreadable, m3 not a register
     await v.accept([energy("5.0", T0 + 2 * HOUR)])
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.NON_MONOTONIC]
@@ -313,7 +319,7 @@ def tariffs(total: str, *values: str, ts: int = T0, meter: str = "m1") -> list[R
 
 
 async def one_job_each(buf: Buffer, *jobs: list[Reading], **kw: Any) -> None:
-    v = Validator(buf, **kw)
+    v = checked(buf, **kw)
     for job in jobs:
         await v.accept(job)
 
@@ -363,7 +369,7 @@ async def test_tariff_sum_in_concentrator_rows(buffer: Buffer) -> None:
         row(f"energy_import_t{n}_kwh", v, "c:1") for n, v in enumerate(["20", "30.5", "0", "0"], 1)
     ]
     bad = [row(TOTAL, "50.5", "c:2"), row("energy_import_t1_kwh", "50.7", "c:2")]
-    await Validator(buffer).submit(WriteJob(rows=[*good, *bad]))
+    await checked(buffer).submit(WriteJob(rows=[*good, *bad]))
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK] * 5 + [Quality.TARIFF_MISMATCH] * 2
 
@@ -388,7 +394,7 @@ async def test_two_concentrator_meters_in_one_batch_keep_separate_references(
     def row(meter: str, value: str, ts: int) -> ReadingValues:
         return (meter, TOTAL, value, "kWh", ts, "concentrator", ts, "t", 0, None)
 
-    v = Validator(buffer)
+    v = checked(buffer)
     minute = 60_000
     # Interleaved, c:2 a minute behind: one shared reference would see 500 -> 20 -> 501 ...
     for n, (big, small) in enumerate(
@@ -403,7 +409,7 @@ async def test_two_concentrator_meters_in_one_batch_keep_separate_references(
 
 @pytest.mark.asyncio
 async def test_a_reading_that_deserves_two_flags_gets_both(buffer: Buffer) -> None:
-    v = Validator(buffer, ValidationConfig(max_power_kw=10))
+    v = checked(buffer, ValidationConfig(max_power_kw=10))
     row = ("c:1", TOTAL, "100.00", "kWh", T0, "concentrator", T0, "t", 0, None)
     # An hour later by its stamp, arriving two hours after that: a spike and a late clock.
     late = ("c:1", TOTAL, "150.00", "kWh", T0 + HOUR, "concentrator", T0 + 3 * HOUR, "t", 0, None)
@@ -489,15 +495,15 @@ async def test_a_spike_is_measured_against_the_time_between(buffer: Buffer) -> N
 async def test_thresholds_per_meter_over_the_defaults(buffer: Buffer) -> None:
     defaults = ValidationConfig()
     small = defaults.merged(ValidationOverride(max_power_kw=10))
-    v = Validator(buffer, defaults, per_meter={"small": small})
+    v = checked(buffer, defaults, per_meter={"small": small})
     for meter in ("small", "big"):
         await v.accept([energy("100", T0, meter)])
         await v.accept([energy("150", T0 + HOUR, meter)])
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.SUSPECT_SPIKE, Quality.OK, Quality.OK]
-    assert v.limits("small").max_kwh_per_ms * HOUR == 10
-    assert v.limits("other") is v.limits("big")
-    v.use_thresholds({"big": small})  # a reload: "big" is small now, "small" is not
+    assert v.validator.limits("small").max_kwh_per_ms * HOUR == 10
+    assert v.validator.limits("other") is v.validator.limits("big")
+    v.validator.use_thresholds({"big": small})  # a reload: "big" is small now, "small" is not
     await v.accept([energy("200", T0 + 2 * HOUR, "small"), energy("200", T0 + 2 * HOUR, "big")])
     rows, _ = await stored(buffer)
     assert qualities(rows)[4:] == [Quality.OK, Quality.SUSPECT_SPIKE]
@@ -539,13 +545,13 @@ async def test_a_counter_reset_event_says_what_fell(buffer: Buffer) -> None:
 
 @pytest.mark.asyncio
 async def test_a_repeated_job_does_not_move_the_reference(buffer: Buffer) -> None:
-    v = Validator(buffer)
+    v = checked(buffer)
     await v.accept([energy("100.00", T0)])
     once = ("test", b"digest")
-    first = await v.submit(WriteJob(readings=[energy("200.00", T0 + HOUR)], once=once))
+    first = await v.submit(WriteJob(rows=[energy("200.00", T0 + HOUR).values()], once=once))
     assert first.outcome is Outcome.ACCEPTED
     # The same message again, now with a lower value: stored never, compared never.
-    again = await v.submit(WriteJob(readings=[energy("150.00", T0 + 2 * HOUR)], once=once))
+    again = await v.submit(WriteJob(rows=[energy("150.00", T0 + 2 * HOUR).values()], once=once))
     assert again.outcome is Outcome.DUPLICATE
     await v.accept([energy("201.00", T0 + 3 * HOUR)])
     rows, _ = await stored(buffer)
@@ -559,20 +565,21 @@ async def test_a_repeated_job_does_not_move_the_reference(buffer: Buffer) -> Non
 
 @pytest.mark.asyncio
 async def test_a_row_that_is_no_number_passes_unflagged(buffer: Buffer) -> None:
-    v = Validator(buffer)
     bad = ("c:1", TOTAL, "NaN-ish", "kWh", T0, "concentrator", T0 - HOUR, "t", 0, None)
     late = ("c:1", "current_l1_a", "5", "A", T0, "concentrator", T0 - HOUR, "t", 0, None)
-    checked = v._rows([bad, late], {}, [])
-    assert checked[0] is bad  # not even the clock: the ingest never stores such a row
-    assert checked[1] == (*late[:8], int(Quality.CLOCK_DRIFT), None)  # the next one is checked
+    found = check([bad, late], {}, Limits.of(ValidationConfig()))
+    assert found.rows[0] is bad  # not even the clock: the ingest never stores such a row
+    assert found.rows[1] == (*late[:8], int(Quality.CLOCK_DRIFT), None)  # the next one is
+    assert found.events == []
+    assert found.latest == {}
 
 
 @pytest.mark.asyncio
 async def test_restore_keeps_what_this_run_already_has(buffer: Buffer) -> None:
-    v = Validator(buffer)
+    v = checked(buffer)
     await v.accept([energy("100.00", T0)])
     refs = [("m1", TOTAL, T0 - HOUR, "50.00"), ("m2", TOTAL, T0 - HOUR, "7.00")]
-    assert v.restore(refs) == 1  # m1 is already known from this run
+    assert v.validator.restore(refs) == 1  # m1 is already known from this run
     await v.accept([energy("99.00", T0 + HOUR), energy("6.00", T0, "m2")])
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC, Quality.NON_MONOTONIC]
@@ -602,22 +609,22 @@ class Capture:
 @pytest.mark.asyncio
 async def test_what_needs_no_flag_is_passed_on_as_it_is() -> None:
     inner = Capture()
-    v = Validator(inner)
-    reading = energy("100.00", T0)
+    v = checked(inner)
+    polled = energy("100.00", T0).values()
     row = ("c:1", "current_l1_a", "5", "A", T0, "concentrator", T0, "t", 0, None)
-    await v.submit(WriteJob(readings=[reading]))
+    events = [Event(EventKind.METER_ONLINE, T0, "m1")]
+    await v.submit(WriteJob(rows=[polled], events=events))
     await v.submit(WriteJob(rows=[row]))
     first, second = inner.jobs
-    assert first.readings[0] is reading
-    assert first.rows == ()
+    assert first.rows[0] is polled
+    assert first.events is events  # no event found: the job's own list, not a copy
     assert second.rows[0] is row
-    assert second.readings == ()
 
 
 @pytest.mark.asyncio
 async def test_references_of_a_failed_commit_are_saved_later(buffer: Buffer) -> None:
     inner = Capture()
-    v = Validator(inner, save_every=0)
+    v = checked(inner, save_every=0)
     errors: list[dict[str, Any]] = []  # nothing may raise in a commit's callbacks
     asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
     await v.accept([energy("100.00", T0)])
@@ -634,7 +641,7 @@ async def test_references_of_a_failed_commit_are_saved_later(buffer: Buffer) -> 
 
 @pytest.mark.asyncio
 async def test_after_a_save_the_next_one_waits_save_every(buffer: Buffer) -> None:
-    v = Validator(buffer, save_every=3600)
+    v = checked(buffer, save_every=3600)
     await v.accept([energy("1.00", T0)])
     assert await v.save() == 1
     await v.accept([energy("2.00", T0 + HOUR)])
@@ -645,14 +652,14 @@ async def test_after_a_save_the_next_one_waits_save_every(buffer: Buffer) -> Non
 @pytest.mark.asyncio
 async def test_accept_stores_the_events_too(buffer: Buffer) -> None:
     event = Event(EventKind.METER_ONLINE, T0, "m1", "first answer")
-    await Validator(buffer).accept([energy("1.00", T0)], [event])
+    await checked(buffer).accept([energy("1.00", T0)], [event])
     _, events = await stored(buffer)
     assert events == [EventKind.METER_ONLINE.value]
 
 
 @pytest.mark.asyncio
 async def test_readings_of_one_job_are_compared_with_each_other(buffer: Buffer) -> None:
-    await Validator(buffer).accept([energy("100.00", T0), energy("99.00", T0 + HOUR)])
+    await checked(buffer).accept([energy("100.00", T0), energy("99.00", T0 + HOUR)])
     rows, _ = await stored(buffer)
     assert qualities(rows) == [Quality.OK, Quality.NON_MONOTONIC]
 
@@ -695,7 +702,7 @@ async def test_counter_resets_in_concentrator_rows_are_events(buffer: Buffer) ->
     def row(value: str, ts: int) -> ReadingValues:
         return ("c:1", TOTAL, value, "kWh", ts, "concentrator", ts, "t", 0, None)
 
-    v = Validator(buffer)
+    v = checked(buffer)
     await v.submit(WriteJob(rows=[row("5000.00", T0)]))
     await v.submit(WriteJob(rows=[row("1.00", T0 + HOUR)]))
     rows, events = await stored(buffer)
@@ -711,7 +718,7 @@ async def test_thresholds_per_meter_in_concentrator_rows(buffer: Buffer) -> None
     small = ValidationConfig().merged(
         ValidationOverride(max_power_kw=10, max_clock_skew=60, tariff_sum_tolerance=5)
     )
-    v = Validator(buffer, per_meter={"c:small": small})
+    v = checked(buffer, per_meter={"c:small": small})
     jobs = [
         [row(m, TOTAL, "100", T0, T0) for m in ("c:small", "c:big")],
         [row(m, TOTAL, "150", T0 + HOUR, T0 + HOUR + 120_000) for m in ("c:small", "c:big")],
@@ -737,10 +744,10 @@ async def test_thresholds_per_meter_in_concentrator_rows(buffer: Buffer) -> None
 async def test_an_unreadable_reference_is_logged_and_the_next_still_restored(
     buffer: Buffer,
 ) -> None:
-    v = Validator(buffer)
+    v = checked(buffer)
     refs = [("m1", TOTAL, T0, "not a number"), ("m2", TOTAL, T0, "7.00")]
     with structlog.testing.capture_logs() as logs:
-        assert v.restore(refs) == 1
+        assert v.validator.restore(refs) == 1
     assert [e for e in logs if e["event"] == "reference_unreadable"] == [
         {
             "event": "reference_unreadable",
@@ -750,4 +757,4 @@ async def test_an_unreadable_reference_is_logged_and_the_next_still_restored(
             "value": "not a number",
         }
     ]
-    assert v._last["m2", TOTAL] == (T0, Decimal("7.00"))
+    assert v.validator._last["m2", TOTAL] == (T0, Decimal("7.00"))

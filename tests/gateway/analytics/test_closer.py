@@ -21,7 +21,7 @@ from gateway.analytics import DERIVED_KEYS, DailyCloser, compute_daily, daily_cl
 from gateway.buffer import WriteJob
 from gateway.config import Config, parse_config
 from gateway.forward.local import open_local
-from gateway.model import Quality
+from gateway.model import Quality, reading_of
 from tests.gateway.analytics.test_daily import DAY, SHANGHAI, make_day
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -96,23 +96,24 @@ async def test_each_zone_closes_its_day_after_its_midnight_and_the_margin(
     now[0] = at(next_day, 0, 5, SHANGHAI)
     assert await closer.close_due() == 1
     (job,) = jobs.jobs
-    assert {r.meter for r in job.readings} == {"sh"}
-    assert {r.key for r in job.readings} == set(DERIVED_KEYS)
+    readings = [reading_of(values) for values in job.rows]
+    assert {r.meter for r in readings} == {"sh"}
+    assert {r.key for r in readings} == set(DERIVED_KEYS)
     want = compute_daily("sh", DAY, SHANGHAI, make_day(
         [Decimal("0.25")] * 30 + [Decimal("1.00")] + [Decimal("0.25")] * 65,
         keep=lambda i: i != 40)[0])  # fmt: skip
-    values = {r.key: r.value for r in job.readings}
+    values = {r.key: r.value for r in readings}
     assert values["daily_max_demand_kw"] == want.max_demand_kw == Decimal("4.00")
     assert values["daily_completeness"] == Decimal("0.9792")  # 94 of 96 intervals
     assert values["daily_energy_import_total_kwh"] == Decimal("24.75")
-    assert all(r.quality == Quality.ESTIMATED for r in job.readings)
-    assert all(r.ts_ms == want.start_ms for r in job.readings)
+    assert all(r.quality == Quality.ESTIMATED for r in readings)
+    assert all(r.ts_ms == want.start_ms for r in readings)
     assert await closer.close_due() == 0  # closed once
     # Berlin (UTC+1 in March) closes seven hours later.
     assert closer.next_wake() == at(next_day, 0, 5, BERLIN)
     now[0] = at(next_day, 0, 5, BERLIN)
     assert await closer.close_due() == 1
-    assert {r.meter for r in jobs.jobs[1].readings} == {"be"}
+    assert {r[0] for r in jobs.jobs[1].rows} == {"be"}
 
 
 @pytest.mark.asyncio
@@ -126,7 +127,7 @@ async def test_after_a_start_a_missing_yesterday_is_caught_up_once(tmp_path: Pat
     conn = open_local(str(tmp_path / "local.sqlite"))
     conn.executemany(
         "INSERT INTO local_readings VALUES (?, ?, ?, ?, '', 1, 'analytics', 0, 86400)",
-        [(r.meter, r.key, r.ts_ms, str(r.value)) for r in jobs.jobs[0].readings],
+        [(r[0], r[1], r[4], r[2]) for r in jobs.jobs[0].rows],
     )
     conn.close()
     again = DailyCloser(lambda: cfg, jobs, now=lambda: now)

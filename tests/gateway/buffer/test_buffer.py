@@ -13,7 +13,7 @@ from gateway.buffer import Buffer, BufferError, WriteJob
 from gateway.buffer import writer as writer_module
 from gateway.config.northbound import BufferConfig
 from gateway.metrics import Metrics
-from gateway.model import EventKind
+from gateway.model import EventKind, rows_of
 from tests.gateway.buffer.factory import event, reading
 
 pytestmark = pytest.mark.asyncio
@@ -157,8 +157,10 @@ async def test_close_commits_what_is_pending_and_returns(tmp_path: Path) -> None
     buf = await Buffer.open(path, BufferConfig(commit_interval=30.0, commit_max_rows=4), Metrics())
     await buf.register_sink("a")
     # A full group commits at once; the committer then waits for more.
-    await asyncio.wait_for(buf.submit(WriteJob(readings=[reading(1), reading(2), reading(3)])), 5)
-    lingering = buf.submit(WriteJob(readings=[reading(4)]))
+    await asyncio.wait_for(
+        buf.submit(WriteJob(rows=rows_of([reading(1), reading(2), reading(3)]))), 5
+    )
+    lingering = buf.submit(WriteJob(rows=[reading(4).values()]))
     advance = buf.advance("a", 1)
     await asyncio.wait_for(buf.close(), 5)  # does not wait out the 30 s linger
     assert lingering.done()

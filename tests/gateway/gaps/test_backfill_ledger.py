@@ -271,7 +271,7 @@ class FailingOnce:
         self.healthy = True
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        if job.origin == "backfill" and job.readings:
+        if job.origin == "backfill" and job.rows:
             self.slices += 1
             if self.slices == 3:
                 fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()
@@ -327,7 +327,7 @@ class FailingPolls:
         if self.fail:
             if job.origin == "poll":
                 self.failed += 1
-                self.last_failed = max(self.last_failed, *(r.ts_ms for r in job.readings))
+                self.last_failed = max(self.last_failed, *(r[4] for r in job.rows))
             self.healthy = False
             fut = asyncio.get_running_loop().create_future()
             fut.set_exception(BufferError("buffer test: commit failed: disk full"))

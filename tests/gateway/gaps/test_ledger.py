@@ -59,7 +59,7 @@ async def test_a_gap_row_commits_with_the_readings_it_concerns(tmp_path: Path) -
         Quality.BACKFILLED,
     )
     async with await Buffer.open(path, CFG, Metrics()) as buf:
-        await buf.submit(WriteJob(readings=[reading], gaps=[rec.row()]))
+        await buf.submit(WriteJob(rows=[reading.values()], gaps=[rec.row()]))
         # A later row of the same gap replaces it.
         await buf.submit(WriteJob(gaps=[rec.but(state=GapState.FILLED, recovered=8).row()]))
     rows = read_gaps(path)

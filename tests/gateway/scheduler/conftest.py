@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from gateway.buffer import WriteJob
 from gateway.config import Config, parse_config
 from gateway.metrics import Metrics
-from gateway.model import Event, EventKind, Reading
+from gateway.model import Event, EventKind, Reading, reading_of
 from gateway.scheduler import Scheduler
 from simulator import SimMeter
 from tests.servers import wait_until
@@ -45,7 +45,7 @@ class MemoryAcceptor:
         self.changed = asyncio.Event()
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        self.readings.extend(job.readings)
+        self.readings.extend(reading_of(values) for values in job.rows)
         self.events.extend(job.events)
         self.changed.set()
         fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()

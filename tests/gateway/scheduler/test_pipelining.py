@@ -58,7 +58,7 @@ class HeldStore:
 
 
 def polls(store: HeldStore) -> list[WriteJob]:
-    return [job for job, _ in store.jobs if job.readings]
+    return [job for job, _ in store.jobs if job.rows]
 
 
 async def test_a_bus_polls_on_while_earlier_readings_wait_for_their_commit() -> None:
@@ -73,7 +73,7 @@ async def test_a_bus_polls_on_while_earlier_readings_wait_for_their_commit() -> 
             await until(lambda: len(polls(store)) >= 4, 5, "four polls with no commit")
             run = sched.buses[0].meters[0]
             assert run.stored_ms is None  # not done before its commit
-            first = polls(store)[0].readings[0].ts_ms
+            first = polls(store)[0].rows[0][4]
             store.land()
             await until(lambda: run.stored_ms is not None, 2, "the commit to settle the polls")
             assert run.stored_ms is not None

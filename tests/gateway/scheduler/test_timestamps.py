@@ -16,6 +16,7 @@ from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality, TimeSource
 from gateway.scheduler import Scheduler
 from gateway.validate import Validator
+from gateway.writepath import WritePath
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.gateway.scheduler.conftest import MemoryAcceptor, addr, energy_config, until
 
@@ -47,11 +48,11 @@ async def test_backfilled_records_are_stamped_through_the_measured_drift() -> No
     meter.set_fault("clock_drift", seconds=95.36)  # well off, and not whole seconds
     true_offset_ms = (meter.meter_timestamp() - meter.clock.timestamp()) * 1000
     store = MemoryAcceptor()
-    validator = Validator(store)  # the real checks in the path (max_clock_skew 300 s)
+    writes = WritePath(store, Validator())  # the real checks in the path (max skew 300 s)
     async with Dlt645Bus([meter]) as sim:
         path = await sim.start_pty()
         cfg = energy_config(path, [meter])
-        sched = Scheduler(cfg, validator, Metrics())
+        sched = Scheduler(cfg, writes, Metrics())
         down_since = int(time.time() * 1000) - 2 * 3600 * 1000  # down for two hours
         sched.resume({meter.address: down_since})
         task = asyncio.create_task(sched.run())

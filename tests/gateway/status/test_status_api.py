@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
 from gateway.scheduler import Scheduler
 from gateway.status import RecentEvents, RecentLogHandler, StatusModel, StatusServer, Tap
+from gateway.writepath import WritePath
 from tests.gateway.status.conftest import ADDRESSES, Running, eventually, line_config
 from tests.servers import free_port
 
@@ -126,9 +127,9 @@ async def test_readyz_is_503_until_the_buses_start(
 
         buffer = await Buffer.open(str(tmp_path / "b.sqlite"), cfg.buffer, metrics)
         try:
-            tap = Tap(buffer, recent)
+            tap = Tap(recent)
             model.buffer, model.tap = buffer, tap
-            scheduler = Scheduler(cfg, tap, metrics)
+            scheduler = Scheduler(cfg, WritePath(buffer, listeners=(tap,)), metrics)
             model.scheduler = scheduler
             assert await readyz() == (503, ["buses are not started"])
 

@@ -48,7 +48,7 @@ from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality, TimeSource
 from gateway.scheduler.bus import BusWorker
 from gateway.scheduler.meters import build_meters
-from gateway.scheduler.readers import _MAX_PROFILE_REQUESTS, _PROFILE_BATCH, Dlt645Reader
+from gateway.southbound.dlt645.reader import _MAX_PROFILE_REQUESTS, _PROFILE_BATCH, Dlt645Reader
 from simulator.clock import SimClock
 from simulator.dlt645.bus import Dlt645Bus
 from simulator.meter.meter import SimMeter

@@ -34,7 +34,7 @@ from gateway.metrics import Metrics
 from gateway.model import Event
 from gateway.scheduler.bus import BusWorker
 from gateway.scheduler.meters import build_meters
-from gateway.scheduler.readers import Dlt645Reader
+from gateway.southbound.dlt645.reader import Dlt645Reader
 from simulator.clock import SimClock
 from simulator.dlt645.bus import Dlt645Bus
 from simulator.meter.meter import SimMeter

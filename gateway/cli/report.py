@@ -56,7 +56,7 @@ def _zone_of(cfg: Config, meter: str) -> tuple[str, tzinfo] | None:
 
     for bus in cfg.buses:
         for m in bus.meters:
-            if meter in (m.meter_id, m.address):
+            if meter in (m.meter_id, m.ident):
                 return m.meter_id, zoneinfo.ZoneInfo(m.timezone or cfg.gateway.timezone)
     return None
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from gateway.config.base import ConfigPath, Duration, Section, did_you_mean
 from gateway.config.northbound import BufferConfig, IngestConfig, SinksConfig
 from gateway.config.ops import HttpConfig, LoggingConfig
-from gateway.config.southbound import BusConfig, PollGroupConfig
+from gateway.config.southbound import AnyBus, PollGroupConfig
 from gateway.config.validation import ValidationConfig
 
 
@@ -67,7 +67,8 @@ class Config(Section):
     embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     poll_groups: dict[str, PollGroupConfig] = Field(default_factory=dict)
-    buses: list[BusConfig] = Field(default_factory=list)
+    buses: list[AnyBus] = Field(default_factory=list)
+    """The buses; each protocol (``protocol``) has keys of its own, see below."""
 
     def buffer_path(self) -> str:
         """Where the buffer database lives."""

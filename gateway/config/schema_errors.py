@@ -11,6 +11,7 @@ what is left.
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import re
 import types
@@ -170,7 +171,7 @@ def validate_all(data: Mapping[str, Any], context: Mapping[str, Any]) -> Validat
             for err in exc.errors(include_url=False):
                 loc = parts.original(tuple(err["loc"]))
                 where = format_location(loc)
-                errors += [(where, line) for line in _message(err, loc).splitlines()]
+                errors += [(where, line) for line in _message(err, loc, data).splitlines()]
                 progress |= parts.drop(loc)
             if not progress:
                 break
@@ -179,24 +180,45 @@ def validate_all(data: Mapping[str, Any], context: Mapping[str, Any]) -> Validat
     return Validated(Config(), errors, parts.dropped_groups)
 
 
-def _message(err: Mapping[str, Any], loc: Loc) -> str:
+def _message(err: Mapping[str, Any], loc: Loc, data: Any) -> str:
     if err["type"] == "extra_forbidden":
-        hint = did_you_mean(str(loc[-1]), _keys_at(loc[:-1])) if loc else ""
+        hint = did_you_mean(str(loc[-1]), _keys_at(loc[:-1], data)) if loc else ""
         return "unknown key" + (f"; {hint}" if hint else "")
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _keys_at(loc: Loc) -> list[str]:
-    """The keys the table at ``loc`` accepts (for "did you mean")."""
+def _keys_at(loc: Loc, data: Any) -> list[str]:
+    """The keys the table at ``loc`` of ``data`` accepts (for "did you mean"); a bus's
+    are its protocol's (its plugin's bus model)."""
     annotation: Any = Config
     for part in loc:
         annotation = _step(_unwrap(annotation), part)
         if annotation is None:
             return []
+        data = data.get(part) if isinstance(data, dict) else _item(data, part)
+        annotation = _protocol_model(_unwrap(annotation), data)
     model = _unwrap(annotation)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
+
+
+def _item(data: Any, part: int | str) -> Any:
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
+
+
+def _protocol_model(annotation: Any, data: Any) -> Any:
+    """A bus's model as its ``protocol`` says (the union's member), else ``annotation``."""
+    from gateway.config.southbound import BusConfig
+    from gateway.southbound.registry import plugin_for, protocol_names
+
+    if isinstance(annotation, type) and issubclass(annotation, BusConfig):
+        protocol = data.get("protocol") if isinstance(data, dict) else None
+        if protocol in protocol_names():
+            return plugin_for(str(protocol)).bus_model
+    return annotation
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -217,7 +239,7 @@ def _unwrap(annotation: Any) -> Any:
 def _step(annotation: Any, part: int | str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is list and isinstance(part, int):
+    if origin in (list, collections.abc.Sequence) and isinstance(part, int):
         return args[0]
     if origin is dict and isinstance(part, str):
         return args[1]

@@ -1,20 +1,37 @@
-"""Southbound sections: buses, the meters on them, and poll groups."""
+"""Southbound sections: buses, the meters on them, and poll groups.
+
+What every protocol shares lives here; what one protocol adds (a DL/T 645
+meter's address, a Modbus meter's unit and profile) lives in its plugin
+(:mod:`gateway.southbound`), whose bus model subclasses :class:`BusConfig`.
+``[[buses]]`` is the union of the registered plugins' models on ``protocol``
+(:data:`AnyBus`), and the checks that need protocol tables are the plugins'.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    GetJsonSchemaHandler,
+    ModelWrapValidatorHandler,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from gateway.config.base import ConfigPath, Duration, ProfileRef, Section, did_you_mean
-from gateway.config.validation import ValidationConfig, ValidationOverride, profile_override
+from gateway.config.base import ConfigPath, Duration, Section, did_you_mean
+from gateway.config.validation import ValidationConfig, ValidationOverride
 from protocols.quantities import QUANTITIES
 
-Protocol = Literal["dlt645-2007", "dlt645-1997", "modbus-rtu", "modbus-tcp"]
-_ADDRESS = re.compile(r"[0-9]{12}")
+M = TypeVar("M", bound="MeterConfig")
 
 
 class SerialLink(Section):
@@ -36,16 +53,11 @@ class TcpLink(Section):
 
 
 class MeterConfig(Section):
-    """A meter on a bus."""
+    """A meter on a bus: what every protocol's meter has. Each protocol's model
+    (its plugin's ``meter_model``) adds how the meter is found on its line."""
 
     name: str | None = None
-    """Meter id used in readings; defaults to the address (or ``unit-N`` for Modbus)."""
-    address: str | None = None
-    """DL/T 645: the 12-digit meter address, as printed on the nameplate."""
-    unit: int | None = Field(default=None, ge=0, le=247)
-    """Modbus: the unit (device) id."""
-    profile: ProfileRef | None = None
-    """Modbus: the register-map profile name (``config/profiles/NAME.toml``) or path."""
+    """Meter id used in readings; defaults to where it sits on its bus (see its protocol)."""
     poll: list[str] = Field(default_factory=list)
     """Names of the poll groups this meter is read with."""
     timezone: str | None = None
@@ -53,28 +65,38 @@ class MeterConfig(Section):
     validation: ValidationOverride | None = None
     """VEE thresholds of this meter, over its profile's and the ``[validation]`` ones."""
 
-    @field_validator("profile")
-    @classmethod
-    def _profile_path_from_config_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # A relative profile path means the config file's folder, wherever the daemon runs.
-        base = (info.context or {}).get("base_dir")
-        if value and base is not None and ("/" in value or value.endswith(".toml")):
-            return str(Path(base) / value)  # an absolute value stays as it is
-        return value
-
-    @model_validator(mode="after")
-    def _check_address(self) -> Self:
-        if self.address is not None and not _ADDRESS.fullmatch(self.address):
-            raise ValueError(f"address {self.address!r} must be 12 decimal digits")
-        return self
+    @property
+    def ident(self) -> str:
+        """Where the meter sits on its bus, as text (an address, a unit id)."""
+        raise NotImplementedError(f"{type(self).__name__} does not say where its meter sits")
 
     @property
     def meter_id(self) -> str:
-        if self.name:
-            return self.name
-        if self.address is not None:
-            return self.address
-        return f"unit-{self.unit}"
+        """The id of the meter's readings: its ``name``, or :meth:`default_id`."""
+        return self.name or self.default_id()
+
+    def default_id(self) -> str:
+        """The meter id when no ``name`` is given."""
+        return self.ident
+
+
+def needs_keys(
+    data: Any,
+    handler: ModelWrapValidatorHandler[M],
+    stand_ins: Mapping[str, Any],
+    message: str,
+) -> M:
+    """Validate a meter that must have each key of ``stand_ins`` (how its protocol finds
+    it): without one, the meter's other problems are reported as they are (an ``adress``
+    typo is an unknown key), and only when it has none is it ``message``, one line for
+    the meter rather than a "Field required" per key. The stand-ins fill the missing keys
+    while the rest is checked; they must be valid values."""
+    if isinstance(data, dict):
+        missing = {k: v for k, v in stand_ins.items() if data.get(k) is None}
+        if missing:
+            handler({**data, **missing})  # raises the meter's other problems
+            raise ValueError(message)
+    return handler(data)
 
 
 class TimeSyncConfig(Section):
@@ -102,10 +124,19 @@ class TimeSyncConfig(Section):
 
 
 class BusConfig(Section):
-    """One bus: one serial line or one TCP connection, one transaction at a time."""
+    """One bus: one serial line or one TCP connection, one transaction at a time.
+
+    What every protocol's bus has; each protocol's plugin subclasses it
+    (``bus_model``) with ``protocol`` narrowed to its names, its own meter model
+    and keys. ``[[buses]]`` is validated as the union of those models, told
+    apart by ``protocol`` (:data:`AnyBus`).
+    """
+
+    SERIAL_DEFAULTS: ClassVar[Mapping[str, tuple[int, str]]] = {}
+    """Protocol name -> the (baud, parity) a ``serial`` table without them gets."""
 
     name: str
-    protocol: Protocol
+    protocol: str
     serial: SerialLink | None = None
     tcp: TcpLink | None = None
     timeout: Duration = 0.5
@@ -120,29 +151,23 @@ class BusConfig(Section):
     offline_backoff_max: Duration = 300.0
     """Longest pause between retries of an offline meter (and probes of a faulty bus)."""
     clock_check_interval: Duration = 3600.0
-    """How often a DL/T 645 meter's clock is read to measure its drift."""
+    """How often a meter's clock is read to measure its drift (meters that keep one)."""
     clock_drift_max: Duration = 30.0
     """A meter clock off by more than this raises a ``clock_drift`` event."""
     backfill: bool = True
-    """Read a DL/T 645 meter's frozen records to fill a gap when it returns."""
-    time_sync: TimeSyncConfig = Field(default_factory=TimeSyncConfig)
-    """DL/T 645: set meters' clocks by broadcast time (off by default)."""
+    """Read a meter's records (DL/T 645 frozen registers, load profile) to fill a gap
+    when it returns."""
     probe_share: float = Field(default=0.1, ge=0.0, le=1.0)
     """Share of bus time to probe offline meters at their group's cadence (0: off)."""
-    max_gap: int = Field(default=10, ge=0, le=125)
-    """Modbus: unwanted registers read through to merge two reads into one."""
-    max_registers: int = Field(default=125, ge=1, le=125)
-    """Modbus: most registers in one merged read."""
-    meters: list[MeterConfig] = Field(default_factory=list)
+    meters: Sequence[MeterConfig] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
     def _serial_defaults(cls, data: Any) -> Any:
-        """Line settings default by protocol: DL/T 645 8E1 (2400, 1997: 1200), Modbus 9600 8N1."""
+        """Line settings default by protocol (:attr:`SERIAL_DEFAULTS`)."""
         if isinstance(data, dict) and isinstance(data.get("serial"), dict):
             protocol = str(data.get("protocol", ""))
-            baud = {"dlt645-1997": 1200, "modbus-rtu": 9600, "modbus-tcp": 9600}.get(protocol, 2400)
-            parity = "N" if protocol.startswith("modbus") else "E"
+            baud, parity = cls.SERIAL_DEFAULTS.get(protocol, (2400, "E"))
             data = {**data, "serial": {"baud": baud, "parity": parity, **data["serial"]}}
         return data
 
@@ -150,23 +175,70 @@ class BusConfig(Section):
     def _check_link(self) -> Self:
         if (self.serial is None) == (self.tcp is None):
             raise ValueError("a bus needs exactly one of 'serial' or 'tcp'")
-        if self.protocol == "modbus-tcp" and self.tcp is None:
-            raise ValueError("protocol 'modbus-tcp' needs a 'tcp' link")
         if self.offline_after < self.suspect_after:
             raise ValueError("offline_after must be >= suspect_after")
-        if self.time_sync.enabled and not self.protocol.startswith("dlt645"):
-            raise ValueError("time_sync: only DL/T 645 meters take a broadcast time")
-        if self.time_sync.enabled and len({m.timezone for m in self.meters}) > 1:
-            raise ValueError(
-                "time_sync: the meters of this bus keep different time zones, "
-                "and a broadcast sets every clock to the same local time"
-            )
-        for i, m in enumerate(self.meters):
-            if self.protocol.startswith("dlt645") and m.address is None:
-                raise ValueError(f"meters[{i}]: a DL/T 645 meter needs an 'address'")
-            if self.protocol.startswith("modbus") and (m.unit is None or m.profile is None):
-                raise ValueError(f"meters[{i}]: a Modbus meter needs 'unit' and 'profile'")
         return self
+
+    def time_sync_config(self) -> TimeSyncConfig | None:
+        """The bus's ``[buses.time_sync]``; ``None`` where its protocol sets no clocks."""
+        return None
+
+
+def _validate_bus(value: Any, info: ValidationInfo) -> BusConfig:
+    """``[[buses]]`` entry -> the bus model of its protocol's plugin (the registry's
+    union, told apart by ``protocol``), so that each protocol validates its own keys.
+    Looked up at validation time: a plugin registered at run time is known at once."""
+    from gateway.southbound.registry import plugin_for, protocol_names
+
+    if isinstance(value, BusConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError("a bus is a table ([[buses]])")
+    if "protocol" not in value:
+        raise ValidationError.from_exception_data(
+            "BusConfig", [{"type": "missing", "loc": ("protocol",), "input": value}]
+        )
+    names = protocol_names()
+    protocol = value["protocol"]
+    if protocol not in names:
+        expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}"
+        if len(names) == 1:
+            expected = repr(names[0])
+        raise ValidationError.from_exception_data(
+            "BusConfig",
+            [
+                {
+                    "type": "literal_error",
+                    "loc": ("protocol",),
+                    "input": protocol,
+                    "ctx": {"expected": expected},
+                }
+            ],
+        )
+    return plugin_for(protocol).bus_model.model_validate(value, context=info.context)
+
+
+def _bus_json_schema(_: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+    from gateway.southbound.registry import plugins
+
+    models = tuple(p.bus_model for p in plugins())
+    union: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
+    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="protocol")])
+    return handler(adapter.core_schema)
+
+
+class _BusUnionSchema:
+    """The JSON Schema of ``[[buses]]``: built when asked, from the plugins then registered."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return _bus_json_schema(core, handler)
+
+
+AnyBus = Annotated[BusConfig, PlainValidator(_validate_bus), _BusUnionSchema()]
+"""A ``[[buses]]`` entry: the discriminated union (on ``protocol``) of every registered
+protocol's bus model."""
 
 
 class PollGroupConfig(Section):
@@ -205,42 +277,26 @@ def southbound_problems(
 ) -> list[str]:
     """Whether each meter can read its poll groups' quantities, one line per problem.
 
-    A DL/T 645 meter's quantities must map to data identifiers of its
-    variant; a Modbus meter's profile must exist and cover them. Problems are
-    named ``buses[0].meters[2].poll: ...``. Groups that do not exist are
-    reported by the root config, not here.
+    Each bus's plugin judges its meters (``check``): a DL/T 645 meter's
+    quantities must map to data identifiers of its variant; a Modbus meter's
+    profile must exist and cover them. Problems are named
+    ``buses[0].meters[2].poll: ...``. Groups that do not exist are reported by
+    the root config, not here.
     """
-    from drivers.dlt645.plan import UnmappedKeys, plan_dis
-    from protocols.dlt645 import Variant
-    from protocols.modbus_profile import ProfileError, resolve_profile
+    from gateway.southbound.registry import plugin_for
 
     problems: list[str] = []
+    dirs = tuple(Path(d) for d in profile_dirs)
     for b, bus in enumerate(buses):
-        for m, meter in enumerate(bus.meters):
-            where = f"buses[{b}].meters[{m}]"
-            keys = [k for g in meter.poll if g in poll_groups for k in poll_groups[g].quantities]
-            if bus.protocol.startswith("dlt645"):
-                try:
-                    plan_dis(keys, Variant(bus.protocol))
-                except UnmappedKeys as exc:
-                    problems.append(f"{where}.poll: {exc}")
-                continue
-            try:
-                profile = resolve_profile(meter.profile or "", profile_dirs)
-            except ProfileError as exc:
-                problems.append(f"{where}.profile: {exc}")
-                continue
-            try:
-                profile_override(profile.validation, profile.source)
-            except ValueError as exc:
-                problems.append(f"{where}.profile: {exc}")
-            missing = [k for k in dict.fromkeys(keys) if k not in profile.keys]
-            if missing:
-                problems.append(
-                    f"{where}.poll: profile {profile.name!r} has no register for "
-                    f"{', '.join(missing)}"
-                )
+        for where, message in plugin_for(bus.protocol).check(bus, poll_groups, dirs):
+            problems.append(f"buses[{b}].{where}: {message}")
     return problems
+
+
+def meter_keys(meter: MeterConfig, poll_groups: Mapping[str, PollGroupConfig]) -> list[str]:
+    """The quantities ``meter`` is polled for, in group order (repeats kept); groups
+    that do not exist are left out (reported elsewhere)."""
+    return [k for g in meter.poll if g in poll_groups for k in poll_groups[g].quantities]
 
 
 def meter_thresholds(
@@ -248,24 +304,20 @@ def meter_thresholds(
     buses: Sequence[BusConfig],
     profile_dirs: Sequence[str | Path] = (),
 ) -> dict[str, ValidationConfig]:
-    """Meter id -> its VEE thresholds, for the meters whose profile or own
-    ``validation`` table changes the defaults (the others use ``defaults``).
+    """Meter id -> its VEE thresholds, for the meters whose protocol's own table (a
+    Modbus profile's ``[validation]``) or own ``validation`` table changes the defaults
+    (the others use ``defaults``).
 
     A profile that cannot be found or read is left to :func:`southbound_problems`.
     """
-    from protocols.modbus_profile import ProfileError, resolve_profile
+    from gateway.southbound.registry import plugin_for
 
     out: dict[str, ValidationConfig] = {}
+    dirs = tuple(Path(d) for d in profile_dirs)
     for bus in buses:
+        plugin = plugin_for(bus.protocol)
         for meter in bus.meters:
-            profile_table: ValidationOverride | None = None
-            if meter.profile is not None:
-                try:
-                    profile = resolve_profile(meter.profile, profile_dirs)
-                    if profile.validation:
-                        profile_table = profile_override(profile.validation, profile.source)
-                except (ProfileError, ValueError):
-                    pass
-            if profile_table is not None or meter.validation is not None:
-                out[meter.meter_id] = defaults.merged(profile_table, meter.validation)
+            table = plugin.meter_validation(meter, dirs)
+            if table is not None or meter.validation is not None:
+                out[meter.meter_id] = defaults.merged(table, meter.validation)
     return out

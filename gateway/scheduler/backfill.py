@@ -20,7 +20,7 @@ from gateway.health import Gap, record_time_ms
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Quality, Reading, TimeSource, rows_of
 from gateway.scheduler.meters import MeterRun
-from gateway.scheduler.readers import MeterReader, RecordSlice
+from gateway.southbound.reader import MeterReader, RecordSlice
 from protocols.quantities import is_cumulative
 
 log = get_logger("scheduler")

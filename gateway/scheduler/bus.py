@@ -29,7 +29,6 @@ from gateway.model import Event, Reading, TimeSource
 from gateway.scheduler.links import link_name
 from gateway.scheduler.meters import MeterRun
 from gateway.scheduler.pollbook import GroupTally, PollBook
-from gateway.scheduler.readers import MeterReader, ReadResult
 from gateway.scheduler.recovery import (
     Backfill,
     check_clock,
@@ -39,6 +38,7 @@ from gateway.scheduler.recovery import (
 from gateway.scheduler.snapshot import BusSnapshot, GroupSnapshot, MeterSnapshot
 from gateway.scheduler.timesync import TimeSync
 from gateway.scheduler.timing import Utilisation
+from gateway.southbound.reader import MeterReader, ReadResult
 
 log = get_logger("scheduler")
 

@@ -13,7 +13,7 @@ from gateway.health import Gap, meter_gap, needs_backfill
 from gateway.model import Reading
 from gateway.scheduler.backfill import Backfill
 from gateway.scheduler.meters import MeterRun
-from gateway.scheduler.readers import MeterReader
+from gateway.southbound.reader import MeterReader
 
 
 def _now_ms() -> int:

@@ -1,16 +1,16 @@
-"""Build the reader (transport and session) a bus config describes."""
+"""Build the reader (transport and session) a bus config describes: its protocol's
+plugin does (:mod:`gateway.southbound.registry`); a byte transport for the
+protocols that frame their own bytes is built here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from drivers.dlt645 import Dlt645Session
-from drivers.modbus import ModbusSession
 from drivers.transport import SerialTransport, StreamTransport, TcpTransport
 from gateway.config.southbound import BusConfig
-from gateway.scheduler.readers import Dlt645Reader, MeterReader, ModbusReader
-from protocols.dlt645 import Variant
+from gateway.southbound.reader import MeterReader
+from gateway.southbound.registry import plugin_for
 
 
 def link_name(bus: BusConfig) -> str:
@@ -22,7 +22,8 @@ def link_name(bus: BusConfig) -> str:
 
 
 def build_transport(bus: BusConfig) -> StreamTransport:
-    """The byte transport of a DL/T 645 bus."""
+    """The byte transport of a bus (serial port or TCP), for protocols framed by our
+    own codecs (DL/T 645)."""
     backoff_max = min(bus.offline_backoff_max, 5.0)
     if bus.serial is not None:
         s = bus.serial
@@ -51,38 +52,7 @@ def build_reader(
     profile_dirs: Sequence[Path] = (),
     on_discard: Callable[[str], None] | None = None,
 ) -> MeterReader:
-    """The reader for a bus: DL/T 645 over serial/TCP, or Modbus RTU/TCP/RTU-over-TCP."""
-    if bus.protocol.startswith("dlt645"):
-        session = Dlt645Session(
-            build_transport(bus),
-            Variant(bus.protocol),
-            timeout=bus.timeout,
-            retries=bus.retries,
-            on_discard=on_discard,
-        )
-        return Dlt645Reader(session)
-    if bus.serial is not None:
-        s = bus.serial
-        modbus = ModbusSession.serial(
-            s.port,
-            baud=s.baud,
-            parity=s.parity,
-            bytesize=s.bytesize,
-            stopbits=s.stopbits,
-            timeout=bus.timeout,
-            retries=bus.retries,
-            max_gap=bus.max_gap,
-            max_registers=bus.max_registers,
-        )
-    else:
-        assert bus.tcp is not None
-        modbus = ModbusSession.tcp(
-            bus.tcp.host,
-            bus.tcp.port,
-            rtu_framing=bus.protocol == "modbus-rtu",
-            timeout=bus.timeout,
-            retries=bus.retries,
-            max_gap=bus.max_gap,
-            max_registers=bus.max_registers,
-        )
-    return ModbusReader(modbus, profile_dirs)
+    """The reader for a bus, from its protocol's plugin (not opened: no I/O)."""
+    return plugin_for(bus.protocol).open_reader(
+        bus, profile_dirs=profile_dirs, on_discard=on_discard
+    )

@@ -63,7 +63,7 @@ class MeterRun:
 
     @property
     def address(self) -> str:
-        return self.cfg.address if self.cfg.address is not None else str(self.cfg.unit)
+        return self.cfg.ident
 
     def due(self, probe_from: float = math.inf) -> float:
         """When this meter should be polled next (epoch s). An offline meter waits for its

@@ -17,7 +17,7 @@ from gateway.model import Event, EventKind, Reading, TimeSource
 from gateway.scheduler.backfill import Backfill, gap_event
 from gateway.scheduler.gapstart import not_stored_backfill, open_gap, start_backfill
 from gateway.scheduler.meters import MeterRun
-from gateway.scheduler.readers import MeterReader
+from gateway.southbound.reader import MeterReader
 
 log = get_logger("scheduler")
 

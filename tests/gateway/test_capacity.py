@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from gateway.config import check_config
-from gateway.config.capacity import bus_load, transaction_seconds
+from gateway.config.capacity import bus_load
+from gateway.southbound.dlt645.line import transaction_seconds
 
 ENERGY = '["energy_import_total_kwh", "energy_import_t1_kwh", "energy_import_t2_kwh"]'
 INSTANT = '["voltage_l1_v", "current_l1_a", "power_active_total_kw", "frequency_hz"]'

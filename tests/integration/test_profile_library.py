@@ -17,7 +17,8 @@ import pytest
 
 from drivers.modbus import ModbusSession
 from gateway.config import parse_config
-from gateway.scheduler.readers import ModbusReader, ReadResult
+from gateway.southbound.modbus.reader import ModbusReader
+from gateway.southbound.reader import ReadResult
 from protocols.modbus_profile import (
     BUILTIN_PROFILE_DIR,
     ModbusProfile,

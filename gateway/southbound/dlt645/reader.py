@@ -1,25 +1,26 @@
-"""Protocol-specific meter readers the bus task drives: what to ask, how to decode.
+"""The DL/T 645 meter reader the bus task drives: what to ask, how to decode.
 
-A reader owns its bus's session and raises :mod:`drivers.errors`. A read that
-got an answer returns samples plus per-item errors (a meter that refuses one
-data identifier is still alive); a read without any answer raises.
+Block DIs where they cover several keys, the meter's clock, frozen records
+and the load profile, broadcast time. See :mod:`gateway.southbound.reader`
+for the interface.
 """
 
 from __future__ import annotations
 
-import abc
+import asyncio
 import datetime
+import time
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from pathlib import Path
 
 from drivers.dlt645 import Dlt645Session
 from drivers.dlt645.plan import UnmappedKeys, plan_dis
-from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
-from drivers.modbus import ModbusSession, RegisterSpan
-from gateway.config.southbound import MeterConfig
+from drivers.errors import DeviceError, FrameError, LinkError, Timeout
 from gateway.health import Gap, freezes_to_scan, meter_time_to_utc_ms, utc_ms_to_meter_time
+
+# The reader's methods name their meter ``MeterConfig``, as the generic interface does:
+# here that is the DL/T 645 meter model (a 12-digit ``address``).
+from gateway.southbound.dlt645.config import Dlt645Meter as MeterConfig
+from gateway.southbound.reader import MeterReaderOf, ReadResult, RecordSlice, Sample
 from protocols.dlt645 import (
     LOAD_PROFILE_DI,
     Variant,
@@ -29,101 +30,24 @@ from protocols.dlt645 import (
     freeze_time_di,
     load_profile_request_extra,
 )
-from protocols.modbus_profile import ModbusProfile, decode_value, resolve_profile
 from protocols.quantities import QUANTITIES
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One value read from a meter, before it becomes a :class:`Reading`."""
-
-    key: str
-    value: Decimal
-    unit: str
-    ts_ms: int | None = None
-    """Meter-stamped time (ms UTC) for records; ``None`` for live values."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    """What one poll of one meter produced."""
-
-    samples: tuple[Sample, ...]
-    errors: tuple[str, ...] = ()
-    """Items the meter answered with an error or unusable data."""
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSlice:
-    """Records read in one step of a backfill, and where they came from: ``daily``
-    and ``hourly`` freezes (read newest first), or the ``profile`` (oldest first)."""
-
-    kind: str
-    samples: list[Sample]
-
-
-async def _nothing() -> AsyncGenerator[RecordSlice, None]:
-    return
-    yield RecordSlice("", [])  # an async generator that yields nothing
-
-
-class MeterReader(abc.ABC):
-    """Reads meters of one protocol on one bus."""
-
-    link: str
-
-    @abc.abstractmethod
-    async def open(self) -> None:
-        """Open the link (raise :class:`LinkError`)."""
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Close the link."""
-
-    async def reopen(self) -> None:
-        """Close and open the link again."""
-        await self.close()
-        await self.open()
-
-    @abc.abstractmethod
-    async def read(
-        self, meter: MeterConfig, keys: Sequence[str], *, probe: bool = False
-    ) -> ReadResult:
-        """Read ``keys`` from ``meter``; raise when the meter did not answer at all.
-
-        ``probe``: the meter is presumed dead; ask once, without retries.
-        """
-
-    async def read_clock(self, meter: MeterConfig) -> datetime.datetime | None:
-        """The meter's clock as naive local time, or ``None`` if the protocol has none."""
-        return None
-
-    @abc.abstractmethod
-    def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
-        """Raise :class:`ValueError` naming the keys ``meter`` cannot be read for."""
-
-    def records(self, meter: MeterConfig, gap: Gap, tz: str) -> AsyncGenerator[RecordSlice, None]:
-        """Meter-stamped records inside ``gap`` (in meter time: frozen registers, load
-        profile), one slice of at most a couple of transactions per step, so that the
-        bus task can poll other meters between steps. A slice may be empty."""
-        return _nothing()
-
-    def record_interval_s(self, meter: MeterConfig) -> int | None:
-        """The interval of the records ``meter`` may keep (its load profile's), or ``None``
-        when it keeps no interval records at all (a gap in its data cannot be filled)."""
-        return None
-
 
 _PROFILE_BATCH = 16  # records per 200-byte reply
 _MAX_PROFILE_REQUESTS = 64
 _CLOCK_DIS = {Variant.V2007: (0x04000101, 0x04000102), Variant.V1997: (0xC010, 0xC011)}
 
 
-class Dlt645Reader(MeterReader):
+_BROADCAST_BYTES = 4 + 18
+"""Wake-up bytes and the broadcast-time frame: its time on the wire is allowed for."""
+
+
+class Dlt645Reader(MeterReaderOf[MeterConfig]):
     """DL/T 645 meters: block DIs where they cover several keys, clock, frozen records."""
 
-    def __init__(self, session: Dlt645Session) -> None:
+    def __init__(self, session: Dlt645Session, *, char_seconds: float = 0.0) -> None:
         self.session = session
+        self.char_seconds = char_seconds
+        """Seconds one character takes on the line (0 over TCP: the line is not ours to time)."""
         self.link = session.transport.link
         self._plans: dict[tuple[str, ...], list[int]] = {}
 
@@ -270,67 +194,13 @@ class Dlt645Reader(MeterReader):
             if meter_time_to_utc_ms(start, tz) > gap.end_ms:
                 return
 
-
-class ModbusReader(MeterReader):
-    """Modbus meters described by profile files; neighbouring registers merged."""
-
-    def __init__(self, session: ModbusSession, profile_dirs: Sequence[Path] = ()) -> None:
-        self.session = session
-        self.link = session.link
-        self.profile_dirs = tuple(profile_dirs)
-        self._profiles: dict[str, ModbusProfile] = {}
-
-    def profile(self, name: str) -> ModbusProfile:
-        """A profile by name or path, loaded once."""
-        if name not in self._profiles:
-            self._profiles[name] = resolve_profile(name, self.profile_dirs)
-        return self._profiles[name]
-
-    def check_keys(self, meter: MeterConfig, keys: Sequence[str]) -> None:
-        profile = self.profile(meter.profile or "")
-        missing = [k for k in keys if k not in profile.keys]
-        if missing:
-            raise ValueError(
-                f"meter {meter.meter_id}: profile {profile.name!r} has no {', '.join(missing)}"
-            )
-
-    async def open(self) -> None:
-        await self.session.open()
-
-    async def close(self) -> None:
-        await self.session.close()
-
-    async def read(
-        self, meter: MeterConfig, keys: Sequence[str], *, probe: bool = False
-    ) -> ReadResult:
-        profile = self.profile(meter.profile or "")
-        specs = {k: profile.by_key(k) for k in dict.fromkeys(keys)}
-        spans = [RegisterSpan(s.key, s.function, s.address, s.count) for s in specs.values()]
-        samples: list[Sample] = []
-        errors: list[str] = []
-        answered = False
-        unit = meter.unit if meter.unit is not None else 1
-        for block in self.session.plan(spans):
-            try:
-                registers = await self.session.read_block(unit, block)
-            except (Timeout, LinkError):
-                if answered:
-                    errors.append(f"unit {unit}: no reply at {block.address}")
-                    continue
-                raise
-            except DeviceError as exc:
-                answered = True
-                errors.append(str(exc))
-                continue
-            answered = True
-            for span in block.spans:
-                spec = specs[span.key]
-                try:
-                    value = decode_value(spec, block.registers_of(span, registers))
-                except ValueError as exc:
-                    errors.append(f"unit {unit}: {exc}")
-                    continue
-                samples.append(Sample(spec.key, value, spec.unit))
-        if not answered:
-            raise DriverError(f"unit {unit} on {self.link}: no usable reply")
-        return ReadResult(tuple(samples), tuple(errors))
+    async def broadcast_time(self, tz: str) -> datetime.datetime:
+        """Send the time the meters will hear it at: the next whole second, as the
+        frame's last byte arrives (the broadcast carries whole seconds)."""
+        wire_s = _BROADCAST_BYTES * self.char_seconds
+        now = time.time()
+        at = float(int(now + wire_s) + 1)
+        await asyncio.sleep(max(0.0, at - wire_s - time.time()))
+        when = utc_ms_to_meter_time(int(at * 1000), tz)
+        await self.session.broadcast_time(when)
+        return when

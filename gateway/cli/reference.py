@@ -9,6 +9,7 @@ sections, so they cannot drift from what the daemon accepts.
 from __future__ import annotations
 
 import ast
+import collections.abc
 import inspect
 import itertools
 import json
@@ -79,13 +80,24 @@ def _models(root: type[BaseModel]) -> Iterator[type[BaseModel]]:
         seen.add(model)
         yield model
         for info in model.model_fields.values():
-            todo.extend(_nested(info.annotation))
+            todo.extend(m for n in _nested(info.annotation) for m in _members(n))
 
 
 def _nested(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for a in typing.get_args(annotation) for m in _nested(a)]
+
+
+def _members(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The models a field of type ``model`` is validated as: for ``[[buses]]``, each
+    registered protocol's bus model (the union told apart by ``protocol``)."""
+    from gateway.config.southbound import BusConfig
+    from gateway.southbound.registry import plugins
+
+    if model is BusConfig:
+        return [p.bus_model for p in plugins()]
+    return [model]
 
 
 # JSON Schema -----------------------------------------------------------------
@@ -140,7 +152,7 @@ def _type_name(annotation: Any, info: FieldInfo | None = None) -> str:
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
         return " \\| ".join(_type_name(a) for a in inner)
-    if origin is list:
+    if origin in (list, collections.abc.Sequence):
         return f"list of {_type_name(args[0])}"
     if origin is dict:
         return f"table of {_type_name(args[1])}"
@@ -198,25 +210,41 @@ def _heading(path: str, many: bool, keyed: bool) -> str:
     return f"[{path}]"
 
 
-def _section(model: type[BaseModel], path: str, many: bool, keyed: bool) -> list[str]:
-    lines = [f"## `{_heading(path, many, keyed)}`", ""]
+def _own_fields(model: type[BaseModel]) -> set[str] | None:
+    """The fields a protocol's bus or meter model declares itself (the rest are the shared
+    ones, documented once); ``None`` for any other model (all its fields)."""
+    from gateway.config.southbound import BusConfig, MeterConfig
+
+    for base in (BusConfig, MeterConfig):
+        if issubclass(model, base) and model is not base:
+            return set(inspect.get_annotations(model))
+    return None
+
+
+def _section(
+    model: type[BaseModel], path: str, many: bool, keyed: bool, title: str = ""
+) -> list[str]:
+    lines = [f"## `{_heading(path, many, keyed)}`{title}", ""]
     doc = _markdown(re.sub(r"^``\[[^\]]*\]+``: ", "", inspect.cleandoc(model.__doc__ or "")))
     if doc:
         doc = doc[0].upper() + doc[1:]
         lines += [doc, ""]
     rows: list[tuple[str, str, str, str]] = []
     children: list[list[str]] = []
+    own = _own_fields(model)
     for name, info in model.model_fields.items():
+        if own is not None and name not in own:
+            continue
         key = info.alias or name
         rows.append(
             (f"`{key}`", _type_name(info.annotation, info), _default(info), _doc(model, name))
         )
         for child in _nested(info.annotation):
             origin = typing.get_origin(info.annotation)
-            child_many = origin is list
+            child_many = origin in (list, collections.abc.Sequence)
             child_keyed = origin is dict
             children.append(
-                _section(child, f"{path}.{key}" if path else key, child_many, child_keyed)
+                _section(child, f"{path}.{key}" if path else key, child_many, child_keyed, title)
             )
     if rows:
         lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
@@ -268,7 +296,20 @@ def reference_markdown() -> str:
         for model in _nested(info.annotation):
             origin = typing.get_origin(info.annotation)
             lines += _section(model, name, origin is list, origin is dict)
+            if name == "buses":
+                lines += _protocol_sections()
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _protocol_sections() -> list[str]:
+    """What each protocol's bus and meters add to the shared keys, from the registry."""
+    from gateway.southbound.registry import plugins
+
+    lines: list[str] = []
+    for plugin in plugins():
+        names = " or ".join(f'"{n}"' for n in plugin.names)
+        lines += _section(plugin.bus_model, "buses", True, False, f" with `protocol = {names}`")
+    return lines
 
 
 _QUANTITIES_INTRO = """\

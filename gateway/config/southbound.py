@@ -53,8 +53,8 @@ class TcpLink(Section):
 
 
 class MeterConfig(Section):
-    """A meter on a bus: what every protocol's meter has. Each protocol's model
-    (its plugin's ``meter_model``) adds how the meter is found on its line."""
+    """A meter on a bus: what every protocol's meter has. Each protocol's meter model
+    (the type of its bus model's ``meters``) adds how the meter is found on its line."""
 
     name: str | None = None
     """Meter id used in readings; defaults to where it sits on its bus (see its protocol)."""
@@ -129,7 +129,7 @@ class BusConfig(Section):
     What every protocol's bus has; each protocol's plugin subclasses it
     (``bus_model``) with ``protocol`` narrowed to its names, its own meter model
     and keys. ``[[buses]]`` is validated as the union of those models, told
-    apart by ``protocol`` (:data:`AnyBus`).
+    apart by ``protocol``: see the sections of each protocol below.
     """
 
     SERIAL_DEFAULTS: ClassVar[Mapping[str, tuple[int, str]]] = {}
@@ -137,6 +137,7 @@ class BusConfig(Section):
 
     name: str
     protocol: str
+    """The protocol spoken on the bus: one of the names below, each with keys of its own."""
     serial: SerialLink | None = None
     tcp: TcpLink | None = None
     timeout: Duration = 0.5

@@ -42,9 +42,11 @@ class Dlt645Bus(BusConfig):
     SERIAL_DEFAULTS: ClassVar = {"dlt645-2007": (2400, "E"), "dlt645-1997": (1200, "E")}
 
     protocol: Literal["dlt645-2007", "dlt645-1997"]
+    """The edition of DL/T 645 the meters speak."""
     time_sync: TimeSyncConfig = Field(default_factory=TimeSyncConfig)
     """Set meters' clocks by broadcast time (off by default)."""
     meters: list[Dlt645Meter] = Field(default_factory=list)
+    """The meters on this line, each by its address."""
 
     @model_validator(mode="after")
     def _check_time_sync(self) -> Self:

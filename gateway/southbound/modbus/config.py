@@ -55,11 +55,14 @@ class ModbusBus(BusConfig):
     SERIAL_DEFAULTS: ClassVar = {"modbus-rtu": (9600, "N"), "modbus-tcp": (9600, "N")}
 
     protocol: Literal["modbus-rtu", "modbus-tcp"]
+    """``modbus-rtu``: RTU framing (on ``serial``, or through a serial server on ``tcp``);
+    ``modbus-tcp``: Modbus TCP (``tcp`` only)."""
     max_gap: int = Field(default=10, ge=0, le=125)
     """Unwanted registers read through to merge two reads into one."""
     max_registers: int = Field(default=125, ge=1, le=125)
     """Most registers in one merged read."""
     meters: list[ModbusMeter] = Field(default_factory=list)
+    """The devices on this line, each by its unit id."""
 
     @model_validator(mode="before")
     @classmethod

@@ -58,7 +58,8 @@ def add_link_arguments(p: argparse.ArgumentParser, *, timeout: float) -> None:
     link.add_argument("--tcp", metavar="HOST:PORT", help="TCP endpoint (DTU or Modbus TCP)")
     from gateway.southbound.registry import protocol_names
 
-    p.add_argument("--protocol", choices=protocol_names(), default="dlt645-2007")
+    names = protocol_names()
+    p.add_argument("--protocol", choices=names, default=names[0], help=f"({names[0]})")
     p.add_argument(
         "--baud",
         type=_bounded(50, 4_000_000, "the baud rate"),

@@ -121,7 +121,9 @@ class _Parts:
         if head == "buses" and len(loc) >= 2 and isinstance(loc[1], int):
             b = loc[1]
             m = loc[3] if len(loc) >= 4 and loc[2] == "meters" else None
-            if isinstance(m, int) and (b, m) not in self.dropped_meters:
+            if isinstance(m, int):
+                # A meter with two errors (a missing key and an unknown one) is set aside
+                # once; its second error must not take its whole bus with it.
                 self.dropped_meters.add((b, m))
                 return True
             if b in self.dropped_buses:

@@ -1,7 +1,7 @@
 """The DL/T 645 plugin: its hooks, each a few lines over the modules that do the work.
 
-Drivers and protocol tables are imported when a hook runs, so that reading
-the config does not load the polling stack.
+Drivers and protocol tables are imported when a hook runs, so that importing
+the config models loads no driver.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 RTU, TCP and RTU over TCP are one plugin: one meter model (unit, profile),
 one reader; the ``protocol`` name and the link choose the framing. Drivers
-and profiles are loaded when a hook runs, so that reading the config does not
-load pymodbus.
+and profiles are loaded when a hook runs, so that importing the config models
+loads no driver.
 """
 
 from __future__ import annotations

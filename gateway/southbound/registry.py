@@ -20,14 +20,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
 
 if TYPE_CHECKING:
     from gateway.config.validation import ValidationOverride
     from gateway.southbound.reader import MeterReader
-
-Finding = tuple[str, str]
-"""``(location within the bus, message)``, e.g. ``("meters[2].poll", "no DI for ...")``."""
 
 
 class ProtocolPlugin:
@@ -64,7 +62,8 @@ class ProtocolPlugin:
         self, bus: BusConfig, groups: Mapping[str, PollGroupConfig], profile_dirs: Sequence[Path]
     ) -> list[Finding]:
         """What the protocol's tables say is wrong with ``bus``'s meters (quantities it
-        cannot read, a profile that is missing), before any I/O."""
+        cannot read, a profile that is missing), before any I/O; each location is within
+        the bus (``meters[2].poll``)."""
         return []
 
     def poll_seconds(
@@ -125,7 +124,7 @@ class ProtocolPlugin:
 
     def snippet_meter(self, args: argparse.Namespace, found: Any) -> list[str]:
         """The keys of one ``[[buses.meters]]`` table for a meter a scan found."""
-        return [f'address = "{found.ident}"']
+        return [f"# {self.noun} {found.ident}: give the keys that find it on its line"]
 
     def connect_timeout(self, args: argparse.Namespace) -> float:
         """How long ``read`` and ``scan`` wait for the link to open (for messages)."""

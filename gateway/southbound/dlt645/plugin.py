@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig, meter_keys
 from gateway.southbound.dlt645.config import Dlt645Bus
 from gateway.southbound.reader import MeterReader
-from gateway.southbound.registry import Finding, ProtocolPlugin
+from gateway.southbound.registry import ProtocolPlugin
 
 
 class Dlt645Plugin(ProtocolPlugin):
@@ -116,6 +117,9 @@ class Dlt645Plugin(ProtocolPlugin):
             "# no answer to read-address: either no meter is there, or several are and "
             "they answered at once; give --addresses (the nameplate addresses or ranges)"
         )
+
+    def snippet_meter(self, args: argparse.Namespace, found: Any) -> list[str]:
+        return [f'address = "{found.ident}"']
 
     def connect_timeout(self, args: argparse.Namespace) -> float:
         return float(max(args.timeout, 1))  # as commission.session opens TCP

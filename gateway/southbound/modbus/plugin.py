@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig, meter_keys
 from gateway.config.validation import ValidationOverride
 from gateway.southbound.modbus.config import ModbusBus, ModbusMeter
 from gateway.southbound.reader import MeterReader
-from gateway.southbound.registry import Finding, ProtocolPlugin
+from gateway.southbound.registry import ProtocolPlugin
 
 
 class ModbusPlugin(ProtocolPlugin):

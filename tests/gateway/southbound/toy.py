@@ -18,9 +18,9 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from drivers.errors import LinkError, Timeout
+from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig, meter_keys
 from gateway.southbound import MeterReader, MeterReaderOf, ProtocolPlugin, ReadResult, Sample
-from gateway.southbound.registry import Finding
 from protocols.quantities import QUANTITIES
 
 _TAG = re.compile(r"[a-z]{3}-[0-9]{2}")

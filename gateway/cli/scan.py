@@ -102,7 +102,7 @@ class Progress:
         self.stream.flush()
 
 
-async def _probe_each(
+async def probe_each(
     targets: Sequence[str], probe: Callable[[str], Awaitable[None]], progress: Progress
 ) -> list[str]:
     """The targets that answered ``probe``: with data or with an error reply (a device

@@ -16,7 +16,7 @@ import argparse
 from typing import Any
 
 from gateway.cli.read import Row, UsageError, parse_tcp
-from gateway.cli.scan import Progress, _probe_each, parse_ranges
+from gateway.cli.scan import Progress, parse_ranges, probe_each
 from gateway.cli.snippet import GROUPS, Found
 
 
@@ -183,7 +183,7 @@ async def _scan_dlt645(args: argparse.Namespace, progress: Progress) -> list[Fou
             async def probe(address: str) -> None:
                 await session.read(address, probe_di)
 
-            addresses = await _probe_each([f"{n:012d}" for n in candidates], probe, progress)
+            addresses = await probe_each([f"{n:012d}" for n in candidates], probe, progress)
         found = []
         for address in addresses:
             progress.note(f"reading what meter {address} has")

@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 from gateway.cli.read import Row, UsageError, _bounded, parse_tcp
-from gateway.cli.scan import Progress, _probe_each, parse_ranges
+from gateway.cli.scan import Progress, parse_ranges, probe_each
 from gateway.cli.snippet import Found
 
 
@@ -120,7 +120,7 @@ async def _scan_modbus(args: argparse.Namespace, progress: Progress) -> list[Fou
 
     try:
         found = []
-        for unit in await _probe_each([str(u) for u in units], probe, progress):
+        for unit in await probe_each([str(u) for u in units], probe, progress):
             if profile is None:
                 found.append(Found(unit, None))
                 continue

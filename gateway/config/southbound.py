@@ -219,22 +219,20 @@ def _validate_bus(value: Any, info: ValidationInfo) -> BusConfig:
     return plugin_for(protocol).bus_model.model_validate(value, context=info.context)
 
 
-def _bus_json_schema(_: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
-    from gateway.southbound.registry import plugins
-
-    models = tuple(p.bus_model for p in plugins())
-    union: Any = models[0] if len(models) == 1 else Union[models]  # noqa: UP007
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[union, Field(discriminator="protocol")])
-    return handler(adapter.core_schema)
-
-
 class _BusUnionSchema:
-    """The JSON Schema of ``[[buses]]``: built when asked, from the plugins then registered."""
+    """The JSON Schema of ``[[buses]]``: the plugins' bus models as a ``oneOf`` with a
+    discriminator on ``protocol``, built when asked, from the plugins then registered."""
 
     def __get_pydantic_json_schema__(
         self, core: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return _bus_json_schema(core, handler)
+        from gateway.southbound.registry import plugins
+
+        models = tuple(p.bus_model for p in plugins())
+        union: Any = models[0]
+        if len(models) > 1:
+            union = Annotated[Union[models], Field(discriminator="protocol")]  # noqa: UP007
+        return handler(TypeAdapter(union).core_schema)
 
 
 AnyBus = Annotated[BusConfig, PlainValidator(_validate_bus), _BusUnionSchema()]

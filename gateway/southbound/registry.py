@@ -18,12 +18,15 @@ import argparse
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig
 
 if TYPE_CHECKING:
+    from gateway.cli.read import Row
+    from gateway.cli.scan import Progress
+    from gateway.cli.snippet import Found
     from gateway.config.validation import ValidationOverride
     from gateway.southbound.reader import MeterReader
 
@@ -89,8 +92,8 @@ class ProtocolPlugin:
         """The meter ``metergw read`` asks, in messages (``meter 000000000001``)."""
         return self.noun
 
-    async def read(self, args: argparse.Namespace) -> list[Any]:
-        """``metergw read``: the meter's values as :class:`gateway.cli.read.Row` s; raise
+    async def read(self, args: argparse.Namespace) -> list[Row]:
+        """``metergw read``: the meter's values as table rows; raise
         :class:`gateway.cli.read.UsageError` for arguments that do not fit."""
         from gateway.cli.read import UsageError
 
@@ -103,8 +106,8 @@ class ProtocolPlugin:
         """How many probes ``metergw scan`` will send (for its progress line)."""
         return 1
 
-    async def scan(self, args: argparse.Namespace, progress: Any) -> list[Any]:
-        """``metergw scan``: the meters that answered, as :class:`gateway.cli.snippet.Found`."""
+    async def scan(self, args: argparse.Namespace, progress: Progress) -> list[Found]:
+        """``metergw scan``: the meters that answered (``progress`` told of each probe)."""
         from gateway.cli.read import UsageError
 
         raise UsageError(f"--protocol {args.protocol}: no scan")
@@ -114,7 +117,7 @@ class ProtocolPlugin:
         return None
 
     def snippet_groups(
-        self, args: argparse.Namespace, found: Sequence[Any]
+        self, args: argparse.Namespace, found: Sequence[Found]
     ) -> tuple[list[str], dict[str, tuple[str, list[str]]]]:
         """Comment lines, and poll groups (name -> (interval, quantities)) for the
         snippet of a scan; by default the scan templates' quantities every meter answered."""
@@ -122,7 +125,7 @@ class ProtocolPlugin:
 
         return [], poll_groups(found, by_kind=False)
 
-    def snippet_meter(self, args: argparse.Namespace, found: Any) -> list[str]:
+    def snippet_meter(self, args: argparse.Namespace, found: Found) -> list[str]:
         """The keys of one ``[[buses.meters]]`` table for a meter a scan found."""
         return [f"# {self.noun} {found.ident}: give the keys that find it on its line"]
 

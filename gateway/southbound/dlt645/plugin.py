@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig, meter_keys
 from gateway.southbound.dlt645.config import Dlt645Bus
 from gateway.southbound.reader import MeterReader
 from gateway.southbound.registry import ProtocolPlugin
+
+if TYPE_CHECKING:
+    from gateway.cli.read import Row
+    from gateway.cli.scan import Progress
+    from gateway.cli.snippet import Found
 
 
 class Dlt645Plugin(ProtocolPlugin):
@@ -88,7 +93,7 @@ class Dlt645Plugin(ProtocolPlugin):
     def read_target(self, args: argparse.Namespace) -> str:
         return f"meter {args.addr}"
 
-    async def read(self, args: argparse.Namespace) -> list[Any]:
+    async def read(self, args: argparse.Namespace) -> list[Row]:
         from gateway.southbound.dlt645.commission import read_meter
 
         return await read_meter(args)
@@ -105,7 +110,7 @@ class Dlt645Plugin(ProtocolPlugin):
             return len(parse_ranges(args.addresses, width=12, low=0, high=999_999_999_999))
         return 1
 
-    async def scan(self, args: argparse.Namespace, progress: Any) -> list[Any]:
+    async def scan(self, args: argparse.Namespace, progress: Progress) -> list[Found]:
         from gateway.southbound.dlt645.commission import scan_line
 
         return await scan_line(args, progress)
@@ -118,7 +123,7 @@ class Dlt645Plugin(ProtocolPlugin):
             "they answered at once; give --addresses (the nameplate addresses or ranges)"
         )
 
-    def snippet_meter(self, args: argparse.Namespace, found: Any) -> list[str]:
+    def snippet_meter(self, args: argparse.Namespace, found: Found) -> list[str]:
         return [f'address = "{found.ident}"']
 
     def connect_timeout(self, args: argparse.Namespace) -> float:

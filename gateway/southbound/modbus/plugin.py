@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gateway.config.checks import Finding
 from gateway.config.southbound import BusConfig, MeterConfig, PollGroupConfig, meter_keys
@@ -19,6 +19,11 @@ from gateway.config.validation import ValidationOverride
 from gateway.southbound.modbus.config import ModbusBus, ModbusMeter
 from gateway.southbound.reader import MeterReader
 from gateway.southbound.registry import ProtocolPlugin
+
+if TYPE_CHECKING:
+    from gateway.cli.read import Row
+    from gateway.cli.scan import Progress
+    from gateway.cli.snippet import Found
 
 
 class ModbusPlugin(ProtocolPlugin):
@@ -144,7 +149,7 @@ class ModbusPlugin(ProtocolPlugin):
     def read_target(self, args: argparse.Namespace) -> str:
         return f"unit {args.unit}"
 
-    async def read(self, args: argparse.Namespace) -> list[Any]:
+    async def read(self, args: argparse.Namespace) -> list[Row]:
         from gateway.southbound.modbus.commission import read_meter
 
         return await read_meter(args)
@@ -159,13 +164,13 @@ class ModbusPlugin(ProtocolPlugin):
 
         return len(parse_ranges(args.units, width=None, low=1, high=247))
 
-    async def scan(self, args: argparse.Namespace, progress: Any) -> list[Any]:
+    async def scan(self, args: argparse.Namespace, progress: Progress) -> list[Found]:
         from gateway.southbound.modbus.commission import scan_line
 
         return await scan_line(args, progress)
 
     def snippet_groups(
-        self, args: argparse.Namespace, found: Sequence[Any]
+        self, args: argparse.Namespace, found: Sequence[Found]
     ) -> tuple[list[str], dict[str, tuple[str, list[str]]]]:
         """Whatever the profile has, energy registers in one group and the rest in
         the other; without ``--profile``, a note saying what to set."""
@@ -181,7 +186,7 @@ class ModbusPlugin(ProtocolPlugin):
             return notes, {"energy": ("15m", ["energy_import_total_kwh"])}
         return [], poll_groups(found, by_kind=True)
 
-    def snippet_meter(self, args: argparse.Namespace, found: Any) -> list[str]:
+    def snippet_meter(self, args: argparse.Namespace, found: Found) -> list[str]:
         lines = [f"unit = {found.ident}"]
         if args.profile:
             lines.append(f'profile = "{_profile_ref(args.profile)}"')

@@ -4,6 +4,7 @@ dispatches on a protocol name."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -122,3 +123,15 @@ def test_no_core_module_dispatches_on_a_protocol_name(folder: str) -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert not pattern.search(text), f"{path} names a protocol"
+
+
+def test_the_schema_file_tells_buses_apart_by_protocol() -> None:
+    schema = json.loads((ROOT / "config/schema.json").read_text(encoding="utf-8"))
+    items = schema["properties"]["buses"]["items"]
+    assert items["discriminator"]["propertyName"] == "protocol"
+    assert set(items["discriminator"]["mapping"]) == set(protocol_names())
+    dlt, modbus = schema["$defs"]["Dlt645Meter"], schema["$defs"]["ModbusMeter"]
+    assert dlt["required"] == ["address"]
+    assert sorted(modbus["required"]) == ["profile", "unit"]
+    assert "unit" not in dlt["properties"]
+    assert "address" not in modbus["properties"]

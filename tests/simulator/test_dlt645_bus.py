@@ -20,6 +20,7 @@ from protocols.dlt645 import (
     decode_datetime,
     decode_load_profile,
     decode_payload,
+    encode_load_record,
     freeze_energy_di,
     freeze_time_di,
     load_profile_request_extra,
@@ -83,15 +84,19 @@ async def test_long_load_profile_reply_uses_follow_up_frames(clock: SimClock) ->
         payload = first.payload
         more, seq = first.has_follow_up, 1
         assert more
+        per_frame = [len(decode_load_profile(first.payload))]  # every frame: whole records
         while more:
             frame = await client.frame(read_followup_request("000000000002", 0x06000001, seq))
             reply = data(frame)
             assert reply.seq == seq
             payload += reply.payload
+            per_frame.append(len(decode_load_profile(reply.payload)))
             more, seq = reply.has_follow_up, seq + 1
         records = decode_load_profile(payload)
         assert [r.start for r in records] == [start + timedelta(minutes=15 * k) for k in range(40)]
-        assert seq == 3  # 40 records of 12 bytes: 16 in the first frame, 16 + 8 in two follow-ups
+        # Records of blocks 1-4 are 81 bytes: two in each frame's 196 (195) bytes.
+        assert len(encode_load_record(records[0])) == 81
+        assert per_frame == [2] * 20
         expected = meter.energy_values(meter.local_to_sim(records[7].start))
         assert records[7].values["energy_import_total_kwh"] == expected["energy_import_total_kwh"]
         await client.close()

@@ -136,7 +136,9 @@ class SimMeter:
         ``wrong_address(address=...)``; ``garbage(length=8, only=False)``;
         ``counter_reset`` (the meter was replaced: its registers restart at 0
         now, permanently); ``spike(kwh=5000)`` (energy registers jump while it
-        lasts); ``clock_drift(seconds=300)`` (the meter clock is off by that).
+        lasts); ``clock_drift(seconds=300)`` (the meter clock is off by that);
+        ``profile_stuck`` (every load-profile read gets the newest record, whatever
+        the start asked for).
         """
         if fault == "counter_reset":
             self.faults.set(fault, duration, **params)
@@ -334,6 +336,11 @@ class SimMeter:
         before the meter's history begins. Each holds every quantity of
         :meth:`model_values` at its time; the responder picks the recorded fields.
         """
+        if self.faults and self.faults.get("profile_stuck") is not None:
+            newest = self.meter_time()
+            start = newest.replace(minute=newest.minute - newest.minute % 15, second=0)
+            start = start.replace(microsecond=0)
+            count = 1
         first = start.replace(second=0, microsecond=0)
         if first.minute % 15 or start.second or start.microsecond:
             first += timedelta(minutes=15 - first.minute % 15)

@@ -231,3 +231,35 @@ async def test_a_meter_without_load_profile_still_keeps_hourly_freezes(clock: Si
         assert frozen is not None
         assert [v.value for v in total] == [frozen[1]["energy_import_total_kwh"]]
         await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_single_phase_meter_sends_phases_2_and_3_as_not_measured(
+    clock: SimClock,
+) -> None:
+    clock.advance(86_400)
+    single = SimMeter("000000000008", seed=8, clock=clock, phases=1)
+    async with Dlt645Bus([single]) as bus:
+        client = await tcp_client(await bus.start_tcp())
+        u1 = decode_payload(
+            0x02010100, data(await client.frame(read_request(single.address, 0x02010100))).payload
+        )
+        assert [v.value for v in u1] == [single.value("voltage_l1_v")]
+        refused = parse_reply(
+            await client.frame(read_request(single.address, 0x02010200)), Variant.V2007
+        )  # type: ignore[arg-type]
+        assert isinstance(refused, ErrorReply)
+        assert refused.flags & ErrorFlags.NO_DATA
+        start = single.meter_time().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        extra = load_profile_request_extra(2, start)
+        reply = data(await client.frame(read_request(single.address, 0x06000001, extra=extra)))
+        await client.close()
+    # Phase 2 voltage: two bytes FFH right after phase 1's, in the first record's block 1.
+    assert reply.payload[10:12] == b"\xff\xff"
+    records = decode_load_profile(reply.payload)
+    for record, (at, values) in zip(records, single.load_profile(start, 2), strict=True):
+        assert record.start == at
+        assert record.blocks == {1, 2, 3, 4}
+        assert not [k for k in record.values if "_l2" in k or "_l3" in k]
+        assert record.values["power_active_total_kw"] == record.values["power_active_l1_kw"]
+        assert all(values[k] == v for k, v in record.values.items())

@@ -229,7 +229,7 @@ def encode_load_profile(records: Sequence[LoadRecord]) -> bytes:
 def split_load_profile(payload: bytes) -> list[bytes]:
     """The records of a payload as bytes, each whole (a meter sends no record across
     two frames); raises :class:`RemoteDataError` like :func:`decode_load_profile`."""
-    out = []
+    out: list[bytes] = []
     offset = 0
     while offset < len(payload):
         size = _record_size(payload, offset, len(out))
@@ -245,7 +245,7 @@ def decode_load_profile(payload: bytes) -> list[LoadRecord]:
     payload when a start code, length, block separator, checksum or end code is
     wrong, or a field is neither BCD nor all FFH, or the time is not a valid time.
     """
-    records = []
+    records: list[LoadRecord] = []
     offset = 0
     while offset < len(payload):
         index = len(records)

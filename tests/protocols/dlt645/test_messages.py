@@ -193,6 +193,10 @@ def test_freeze_dis() -> None:
     assert freeze_energy_di(62) == 0x0506013E
     assert freeze_time_di(1, hourly=True) == 0x05040001
     assert freeze_energy_di(254, hourly=True) == 0x050401FE
+    assert freeze_energy_di(1, export=True) == 0x05060201
+    assert freeze_energy_di(62, export=True) == 0x0506023E
+    with pytest.raises(LocalProtocolError, match="hourly freezes of export"):
+        freeze_energy_di(1, hourly=True, export=True)
     with pytest.raises(LocalProtocolError, match="daily freeze number 63"):
         freeze_time_di(63)
     with pytest.raises(LocalProtocolError, match="hourly freeze number 0"):

@@ -200,6 +200,10 @@ class IngestConfig(Section):
     """Readings stamped before this are refused (quarantined with the reason)."""
     ts_max_ahead: Duration = 86400.0
     """Readings stamped more than this ahead of the gateway clock are refused."""
+    seq_gap_wait: Duration = Field(default=3600.0, gt=0)
+    """How long a concentrator's seq gap waits for its missing messages (a concentrator
+    or broker sending them late) after it opened or after the last one came; then it is
+    closed ``partly_filled`` (some came) or ``unrecoverable`` (none came)."""
 
     _topics = field_validator("topics")(lambda topics: [_check_topic(t) for t in topics])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.buffer import Buffer, JobStore, WriteJob
+from gateway.buffer import Buffer, WriteJob
 from gateway.config.northbound import BufferConfig, IngestConfig, MqttBroker
 from gateway.gaps import GapLedger, GapRecord, GapState, SeqGaps, load_gaps, read_gaps
 from gateway.gaps.network import close_due

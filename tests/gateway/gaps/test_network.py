@@ -92,7 +92,8 @@ def test_late_messages_count_and_the_last_one_fills_the_gap() -> None:
     assert ledger.gaps[rec.id].state is GapState.FILLED
     # The next message follows 5: no gap, no reset.
     plan, _ = stored(t, 6)
-    assert not plan.events and not plan.records
+    assert not plan.events
+    assert not plan.records
 
 
 def test_after_the_wait_a_gap_is_partly_filled_or_unrecoverable() -> None:
@@ -121,7 +122,8 @@ def test_after_the_wait_a_gap_is_partly_filled_or_unrecoverable() -> None:
     # A message that comes after its gap closed changes nothing (and is not a reset
     # either: it is older than the newest).
     plan, _ = t.plan(mark(4), T0 + 2 * HOUR)
-    assert plan.deferred and not plan.records
+    assert plan.deferred
+    assert not plan.records
 
 
 def test_a_restart_takes_the_gaps_up_from_the_ledger() -> None:
@@ -137,7 +139,8 @@ def test_a_restart_takes_the_gaps_up_from_the_ledger() -> None:
     assert gaps2.take([again]) == 1
     assert gaps2.take([again]) == 0  # a second scan does not add it twice
     plan, _ = t2.plan(mark(2), T0 + 7)  # came before the restart: outside the span left
-    assert plan.deferred and not plan.records
+    assert plan.deferred
+    assert not plan.records
     t2.settled(plan, False, T0 + 7)  # a repeat, as a broker resends
     for seq in (3, 5):
         plan, _ = t2.plan(mark(seq), T0 + 8)
@@ -152,10 +155,12 @@ def test_a_resend_of_a_stored_message_is_not_a_counter_reset() -> None:
     stored(t, 5)
     # After a reconnect the broker resends 5 (stored, its ack lost), then 6 and 8 come.
     resend, m = t.plan(mark(5), T0)
-    assert resend.deferred and m == mark(5)
+    assert resend.deferred
+    assert m == mark(5)
     p6, _ = t.plan(mark(6), T0)
     p8, _ = t.plan(mark(8), T0)
-    assert p6.deferred and p8.deferred  # behind an undecided one: decided at commit
+    assert p6.deferred
+    assert p8.deferred
     assert not t.settled(resend, False, T0)  # a repeat: nothing happened
     assert not t.settled(p6, True, T0)
     follow = t.settled(p8, True, T0)
@@ -164,7 +169,8 @@ def test_a_resend_of_a_stored_message_is_not_a_counter_reset() -> None:
     assert len(gaps.active()) == 2
     # Caught up: the next message is planned again (its row in its own commit).
     p9, _ = t.plan(mark(9), T0)
-    assert not p9.deferred and not p9.events
+    assert not p9.deferred
+    assert not p9.events
 
 
 def test_a_counter_reset_closes_the_concentrators_gaps() -> None:
@@ -181,7 +187,8 @@ def test_a_counter_reset_closes_the_concentrators_gaps() -> None:
     assert gaps.active() == []
     # The new count's numbers are not late messages of the old gap.
     plan, _ = t.plan(mark(1), T0)
-    assert not plan.records and not plan.events
+    assert not plan.records
+    assert not plan.events
 
 
 def test_a_shared_subscription_files_no_gap() -> None:
@@ -189,7 +196,8 @@ def test_a_shared_subscription_files_no_gap() -> None:
     stored(t, 1)
     plan, _ = t.plan(mark(5), T0)
     follow = t.settled(plan, True, T0)
-    assert not plan.records and not follow
+    assert not plan.records
+    assert not follow
     assert gaps.active() == []
     # A restart is still a restart.
     plan, _ = t.plan(mark(0), T0)
@@ -212,7 +220,8 @@ def test_a_wild_jump_is_a_new_count_not_a_gap_of_that_size(wild: int) -> None:
     # Back to normal numbers: a restart, and nothing huge anywhere.
     plan, _ = t.plan(mark(6), T0)
     assert [e.kind.value for e in t.settled(plan, True, T0).events] == ["counter_reset"]
-    assert gaps.active() == [] and not ledger.gaps
+    assert gaps.active() == []
+    assert not ledger.gaps
     # The largest jump that is still a gap is counted like any other.
     stored(t, 7)
     plan, _ = t.plan(mark(7 + SEQ_GAP_MAX + 1), T0)
@@ -228,11 +237,15 @@ def test_concentrator_gaps_render_in_status_and_the_cli() -> None:
     doc = ledger.to_json(T0 + 10)
     assert doc["counts"]["filling"] == 1  # type: ignore[index]
     [g] = doc["gaps"]  # type: ignore[misc]
-    assert g["meter"] == "c1" and g["cause"] == "concentrator_seq"
+    assert g["meter"] == "c1"
+    assert g["cause"] == "concentrator_seq"
     assert (g["expected"], g["recovered"], g["missing"]) == (3, 1, 2)
     assert (g["seq_first"], g["seq_last"], g["counted_in"]) == (2, 4, "messages")
     assert g["progress"] == 0.333  # messages came, in any order
     out = io.StringIO()
     Console(file=out, width=140, color_system=None).print(gaps_table({"gaps": doc}))
     line = next(x for x in out.getvalue().splitlines() if "concentrator_seq" in x)
-    assert "c1" in line and "filling" in line and "1/3" in line and "33 %" in line
+    assert "c1" in line
+    assert "filling" in line
+    assert "1/3" in line
+    assert "33 %" in line

@@ -85,7 +85,8 @@ async def test_a_bus_restarted_by_a_reload_takes_its_filling_gap_up_again(
             await asyncio.wait_for(daemon.started.wait(), 10)
             sched = daemon.status.scheduler
             ledger = daemon.status.gaps
-            assert sched is not None and ledger is not None
+            assert sched is not None
+            assert ledger is not None
             old = sched.buses[0]
             await until(lambda: old.meters[0].stored_ms is not None, "first reading")
             meter.set_fault("no_answer")
@@ -108,7 +109,8 @@ async def test_a_bus_restarted_by_a_reload_takes_its_filling_gap_up_again(
             daemon.request_reload()
             await until(lambda: sched._tasks.get("rs485-1") not in (None, old_task), "restart")
             new = next(w for w in sched.buses if w.name == "rs485-1")
-            assert new is not old and new.cfg.timeout == 0.6
+            assert new is not old
+            assert new.cfg.timeout == 0.6
             assert old_task.done()
             # The old worker's writes committed before the new one started, and the new
             # worker holds the gap from the ledger's newest row (not orphaned).
@@ -217,7 +219,8 @@ async def test_a_restarted_bus_starts_after_its_old_workers_writes_committed(
             await until(old_task.done, "the old worker to stop")
             # The old worker's slice has not committed: the new worker does not start.
             done, _ = await asyncio.wait({restart}, timeout=0.5)
-            assert not done and "rs485-1" not in sched._tasks
+            assert not done
+            assert "rs485-1" not in sched._tasks
             stale = sched.gaps.gaps[gap.id]
             disk.open.set()
             await asyncio.wait_for(restart, 10)

@@ -111,13 +111,15 @@ async def test_a_seq_jump_is_a_ledger_row_in_the_same_commit_and_late_messages_f
         await until(lambda: ing.received == 3 and ing._window.messages == 0, what="3 messages")
         # The job of message 6 carried its readings, its seq and the gap's row together.
         [job6] = [j for j in store.jobs if j.mark is not None and j.mark.seq == 6]
-        assert len(job6.rows) == 4 and len(job6.gaps) == 1
+        assert len(job6.rows) == 4
+        assert len(job6.gaps) == 1
         assert [e.kind.value for e in job6.events] == ["network_gap", "gap_opened"]
         [gap] = read_gaps(str(path))
         assert gap.id == GapRecord.from_row(job6.gaps[0]).id
         assert (gap.meter, gap.cause.value, gap.state) == ("c1", "concentrator_seq", GapState.OPEN)
         assert (gap.seqs, gap.expected, gap.start_ms, gap.end_ms) == ((3, 5), 3, ms(2), ms(6))
-        assert seq_gaps.ledger is not None and gap.id in seq_gaps.ledger.gaps
+        assert seq_gaps.ledger is not None
+        assert gap.id in seq_gaps.ledger.gaps
         # The concentrator sends what it held back, out of order.
         await publish(mosquitto, 4, 3, 5)
         await until(lambda: ing.received == 6 and ing._window.messages == 0, what="late ones")
@@ -145,7 +147,8 @@ async def test_a_gap_survives_a_restart_and_closes_after_the_wait(
         await publish(mosquitto, 2)  # one late message before the restart
         await until(lambda: ing.received == 4 and ing._window.messages == 0, what="message 2")
     before = {g.seqs: g for g in read_gaps(str(path))}
-    assert before[(2, 4)].recovered == 1 and before[(2, 4)].todo_from_ms == 2
+    assert before[(2, 4)].recovered == 1
+    assert before[(2, 4)].todo_from_ms == 2
     # The next start: the ledger gives the open gaps back; a late message still counts.
     gaps = await load_gaps(str(path))
     async with running(path, mosquitto, gaps=gaps) as (buf, store, ing, seq_gaps):
@@ -180,7 +183,8 @@ async def test_a_shared_subscription_files_no_gap(
         await until(lambda: ing.received == 3 and ing._window.messages == 0, what="3 messages")
         events = await gap_events(buf)
     assert events == []
-    assert read_gaps(str(path)) == [] and seq_gaps.active() == []
+    assert read_gaps(str(path)) == []
+    assert seq_gaps.active() == []
 
 
 async def test_a_hostile_seq_files_no_huge_gap(tmp_path: Path, mosquitto: MosquittoServer) -> None:
@@ -192,4 +196,5 @@ async def test_a_hostile_seq_files_no_huge_gap(tmp_path: Path, mosquitto: Mosqui
         events = await gap_events(buf)
     assert [k for k, _ in events] == ["counter_reset", "counter_reset"]
     assert "no gap filed" in events[0][1]
-    assert read_gaps(str(path)) == [] and seq_gaps.active() == []
+    assert read_gaps(str(path)) == []
+    assert seq_gaps.active() == []

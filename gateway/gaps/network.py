@@ -174,13 +174,17 @@ class SeqGaps:
                 events.append(gap_event(new, reason, now_ms, seq=seq))
         return new, events
 
-    def undo(self, gap_id: str, seq: int, now_ms: int) -> GapRecord | None:
-        """Message ``seq`` counted by :meth:`arrived` was not stored (a repeat): the gap's
-        row without it, or ``None`` when the gap is no longer held."""
-        rec = self._active.get(gap_id)
+    def undo(self, before: GapRecord, after: GapRecord, seq: int) -> GapRecord | None:
+        """Message ``seq``, counted by :meth:`arrived` (the gap was ``before``, became
+        ``after``), was not stored after all (a repeat): the gap's row without it, to write
+        again, or ``None`` when it is no longer held (closed since)."""
+        rec = self._active.get(before.id)
         if rec is None:
-            return None
-        got = self._got.setdefault(gap_id, set())
+            if after.state is not GapState.FILLED:
+                return None
+            self._active[before.id] = before  # it filled the gap: back as it was
+            return before
+        got = self._got.setdefault(before.id, set())
         lo, hi = rec.todo_from_ms, rec.todo_to_ms
         if seq in got:
             got.discard(seq)
@@ -188,14 +192,17 @@ class SeqGaps:
             lo -= 1
         elif seq == hi + 1:
             hi += 1
+        recovered = max(0, rec.recovered - 1)
         new = rec.but(
-            recovered=max(0, rec.recovered - 1),
+            state=rec.state if recovered else GapState.OPEN,
+            recovered=recovered,
             todo_from_ms=lo,
             todo_to_ms=hi,
             settled=rec.expected - (hi - lo),
-            updated_ms=now_ms,
+            # A repeat does not restart the wait (unless another message came since).
+            updated_ms=before.updated_ms if rec.updated_ms == after.updated_ms else rec.updated_ms,
         )
-        self._active[gap_id] = new
+        self._active[before.id] = new
         return new
 
     def close(self, gw: str, why: str, now_ms: int) -> tuple[list[GapRecord], list[Event]]:

@@ -48,6 +48,8 @@ class SeqPlan:
     """The newest seq the plan took as stored before it."""
     late: int | None = None
     """The seq, when the message was counted as a late one of the gap in ``records``."""
+    before: GapRecord | None = None
+    """That gap as it was before."""
     events: list[Event] = field(default_factory=list)
     records: list[GapRecord] = field(default_factory=list)
     """Ledger rows written with the message."""
@@ -98,7 +100,7 @@ class SequenceTracker:
         self._pending[gw] += 1
         if self.gaps is not None and (rec := self.gaps.holding(gw, mark.seq)) is not None:
             new, events = self.gaps.arrived(rec.id, mark.seq, now_ms)
-            plan = SeqPlan(mark, late=mark.seq, events=events, records=[new])
+            plan = SeqPlan(mark, late=mark.seq, before=rec, events=events, records=[new])
             newest = self._last.get(gw)
             if newest is not None and newest[0] > mark.seq:
                 mark = ConcentratorMark(gw, newest[0], newest[1], mark.topic)
@@ -124,10 +126,10 @@ class SequenceTracker:
             self._undecided[gw] -= 1
             if stored:
                 out = self._decide(plan.mark, now_ms)
-        elif plan.late is not None and self.gaps is not None:
+        elif plan.late is not None and plan.before is not None and self.gaps is not None:
             if stored:
                 self.gaps.committed(plan.records)
-            elif (undone := self.gaps.undo(plan.records[0].id, plan.late, now_ms)) is not None:
+            elif (undone := self.gaps.undo(plan.before, plan.records[0], plan.late)) is not None:
                 out.records.append(undone)
         elif not stored:
             for rec in plan.records:

@@ -249,3 +249,29 @@ def test_concentrator_gaps_render_in_status_and_the_cli() -> None:
     assert "filling" in line
     assert "1/3" in line
     assert "33 %" in line
+
+
+def test_a_late_message_that_was_a_repeat_is_taken_back() -> None:
+    t, gaps, _ = tracker()
+    stored(t, 1)
+    [opened] = stored(t, 4)[0].records  # 2..3
+    # 2 comes late, but its bytes were stored before (the buffer says: a repeat).
+    plan, _ = t.plan(mark(2), T0 + 5)
+    follow = t.settled(plan, False, T0 + 5)
+    [back] = follow.records
+    assert (back.state, back.recovered, back.todo_from_ms, back.todo_to_ms) == (
+        GapState.OPEN,
+        0,
+        1,
+        3,
+    )
+    assert back.updated_ms == opened.updated_ms  # a repeat does not restart the wait
+    # The last missing message, a repeat too: the gap it would have filled stays open.
+    stored(t, 2, T0 + 6)
+    plan, _ = t.plan(mark(3), T0 + 7)
+    assert plan.records[0].state is GapState.FILLED
+    assert gaps.active() == []
+    follow = t.settled(plan, False, T0 + 7)
+    [again] = gaps.active()
+    assert follow.records == [again]
+    assert (again.state, again.recovered) == (GapState.FILLING, 1)

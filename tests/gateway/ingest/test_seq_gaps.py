@@ -6,6 +6,7 @@ with the message that revealed them, filled by late messages, closed after the w
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -15,13 +16,15 @@ from typing import Any
 import pytest
 
 from gateway.buffer import Buffer, WriteJob
+from gateway.config import load_config
 from gateway.config.northbound import BufferConfig, IngestConfig, MqttBroker
+from gateway.daemon import Daemon
 from gateway.gaps import GapLedger, GapRecord, GapState, SeqGaps, load_gaps, read_gaps
 from gateway.gaps.network import close_due
 from gateway.ingest import ConcentratorIngest
 from gateway.metrics import Metrics
 from tests.gateway.ingest.payloads import HOUR, batch, encode
-from tests.integration.helpers import Publisher
+from tests.integration.helpers import Publisher, write_config
 from tests.servers import MosquittoServer
 
 pytestmark = pytest.mark.asyncio
@@ -198,3 +201,49 @@ async def test_a_hostile_seq_files_no_huge_gap(tmp_path: Path, mosquitto: Mosqui
     assert "no gap filed" in events[0][1]
     assert read_gaps(str(path)) == []
     assert seq_gaps.active() == []
+
+
+async def test_the_daemon_shows_concentrator_gaps_and_takes_them_up_after_a_restart(
+    tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    config = write_config(
+        tmp_path / "gw.toml",
+        state_dir=tmp_path / "state",
+        mqtt_url=mosquitto.url,
+        client_id="gw-seq-daemon",
+    )
+    config.write_text(config.read_text() + "[http]\nenabled = false\n")
+
+    @asynccontextmanager
+    async def daemon_running() -> AsyncIterator[Daemon]:
+        daemon = Daemon(load_config(config), config_path=str(config))
+        task = asyncio.create_task(daemon.run())
+        try:
+            await asyncio.wait_for(daemon.started.wait(), 10)
+            ingest = daemon.status.ingest
+            await until(lambda: ingest is not None and bool(ingest.connected), what="ingest")
+            yield daemon
+        finally:
+            daemon.request_stop()
+            await asyncio.wait_for(task, 15)
+
+    def shown(daemon: Daemon) -> dict[str, Any]:
+        assert daemon.status.gaps is not None
+        doc: dict[str, Any] = daemon.status.gaps.to_json(int(time.time() * 1000))
+        return doc
+
+    async with daemon_running() as daemon:
+        await publish(mosquitto, 1, 5)
+        await until(lambda: shown(daemon)["counts"]["open"] == 1, what="the gap in /status")
+        [g] = shown(daemon)["gaps"]
+        assert (g["meter"], g["cause"], g["state"]) == ("c1", "concentrator_seq", "open")
+        assert (g["seq_first"], g["seq_last"], g["expected"], g["missing"]) == (2, 4, 3, 3)
+        sample = daemon.metrics.registry.get_sample_value
+        assert sample("metergw_gaps", {"state": "open"}) == 1
+    async with daemon_running() as daemon:
+        assert shown(daemon)["counts"]["open"] == 1  # from the ledger, before any message
+        await publish(mosquitto, 3)
+        await until(lambda: shown(daemon)["counts"]["filling"] == 1, what="a late message")
+        [g] = shown(daemon)["gaps"]
+        assert (g["recovered"], g["missing"]) == (1, 2)
+        assert daemon.metrics.registry.get_sample_value("metergw_gaps", {"state": "open"}) == 0

@@ -86,6 +86,8 @@ class SeqGaps:
         self.wait_ms = int(wait_s * 1000)
         self.ledger = ledger
         self._active: dict[str, GapRecord] = {}
+        self._of: dict[str, set[str]] = {}
+        """Active gap ids by concentrator: a step back looks at its own gaps only."""
         self._got: dict[str, set[int]] = {}
         """Late seqs counted inside each gap's still-missing span (this run)."""
 
@@ -96,7 +98,7 @@ class SeqGaps:
         for rec in records:
             if rec.cause is GapCause.CONCENTRATOR_SEQ and rec.state.active:
                 new += rec.id not in self._active
-                self._active[rec.id] = rec
+                self._put(rec)
         return new
 
     def active(self) -> list[GapRecord]:
@@ -115,22 +117,27 @@ class SeqGaps:
     ) -> tuple[GapRecord, Event]:
         """File a gap (see :func:`seq_gap`): its row and its ``gap_opened`` event."""
         rec = seq_gap(gw, first, last, start_ms, end_ms, now_ms)
-        self._active[rec.id] = rec
+        self._put(rec)
         return rec, gap_event(rec, rec.reason, now_ms, seq_first=first, seq_last=last)
 
+    def _put(self, rec: GapRecord) -> None:
+        self._active[rec.id] = rec
+        self._of.setdefault(rec.meter, set()).add(rec.id)
+
     def drop(self, gap_id: str) -> None:
-        """A gap filed with a message that was not stored after all: forget it."""
-        self._active.pop(gap_id, None)
+        """Forget a gap (closed, or filed with a message that was not stored after all)."""
+        rec = self._active.pop(gap_id, None)
         self._got.pop(gap_id, None)
+        if rec is not None and (ids := self._of.get(rec.meter)) is not None:
+            ids.discard(gap_id)
+            if not ids:
+                del self._of[rec.meter]
 
     def holding(self, gw: str, seq: int) -> GapRecord | None:
         """The active gap of ``gw`` still missing ``seq``, if any."""
-        for rec in self._active.values():
-            if (
-                rec.meter == gw
-                and rec.todo_from_ms < seq <= rec.todo_to_ms
-                and seq not in self._got.get(rec.id, ())
-            ):
+        for gap_id in self._of.get(gw, ()):
+            rec = self._active[gap_id]
+            if rec.todo_from_ms < seq <= rec.todo_to_ms and seq not in self._got.get(gap_id, ()):
                 return rec
         return None
 
@@ -168,7 +175,7 @@ class SeqGaps:
             events.append(gap_event(new.but(reason=reason), reason, now_ms, seq=seq))
             new = new.but(reason=reason)
         else:
-            self._active[gap_id] = new
+            self._put(new)
             if rec.state is GapState.OPEN:
                 reason = f"missing messages are coming late: seq {seq} came"
                 events.append(gap_event(new, reason, now_ms, seq=seq))
@@ -182,7 +189,7 @@ class SeqGaps:
         if rec is None:
             if after.state is not GapState.FILLED:
                 return None
-            self._active[before.id] = before  # it filled the gap: back as it was
+            self._put(before)  # it filled the gap: back as it was
             return before
         got = self._got.setdefault(before.id, set())
         lo, hi = rec.todo_from_ms, rec.todo_to_ms
@@ -202,12 +209,12 @@ class SeqGaps:
             # A repeat does not restart the wait (unless another message came since).
             updated_ms=before.updated_ms if rec.updated_ms == after.updated_ms else rec.updated_ms,
         )
-        self._active[before.id] = new
+        self._put(new)
         return new
 
     def close(self, gw: str, why: str, now_ms: int) -> tuple[list[GapRecord], list[Event]]:
         """Close every active gap of ``gw`` now (its counter restarted): rows and events."""
-        return self._close([g for g in self._active.values() if g.meter == gw], why, now_ms)
+        return self._close([self._active[i] for i in self._of.get(gw, ())], why, now_ms)
 
     def due(self, now_ms: int) -> tuple[list[GapRecord], list[Event]]:
         """Close the gaps quiet for the wait: ``partly_filled`` or ``unrecoverable``."""

@@ -98,15 +98,14 @@ class SequenceTracker:
         message leaves the concentrator's newest seq where it was."""
         gw = mark.gw
         self._pending[gw] += 1
-        if self.gaps is not None and (rec := self.gaps.holding(gw, mark.seq)) is not None:
+        prev = self._last.get(gw)
+        back = prev is not None and mark.seq <= prev[0]  # a late message is always behind
+        if back and self.gaps is not None and (rec := self.gaps.holding(gw, mark.seq)):
             new, events = self.gaps.arrived(rec.id, mark.seq, now_ms)
             plan = SeqPlan(mark, late=mark.seq, before=rec, events=events, records=[new])
-            newest = self._last.get(gw)
-            if newest is not None and newest[0] > mark.seq:
-                mark = ConcentratorMark(gw, newest[0], newest[1], mark.topic)
-            return plan, mark
-        prev = self._last.get(gw)
-        if self.shared or self._undecided[gw] or (prev is not None and mark.seq <= prev[0]):
+            assert prev is not None
+            return plan, ConcentratorMark(gw, prev[0], prev[1], mark.topic)
+        if self.shared or self._undecided[gw] or back:
             self._undecided[gw] += 1
             return SeqPlan(mark, deferred=True), mark
         plan = SeqPlan(mark, base=None if prev is None else prev[0])

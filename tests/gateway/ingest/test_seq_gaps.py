@@ -247,3 +247,18 @@ async def test_the_daemon_shows_concentrator_gaps_and_takes_them_up_after_a_rest
         [g] = shown(daemon)["gaps"]
         assert (g["recovered"], g["missing"]) == (1, 2)
         assert daemon.metrics.registry.get_sample_value("metergw_gaps", {"state": "open"}) == 0
+        # A reload restarts the ingest (its section changed): the gaps stay and late
+        # messages still count.
+        old_ingest = daemon.status.ingest
+        text = config.read_text().replace("[ingest]\n", '[ingest]\nseq_gap_wait = "2h"\n')
+        config.write_text(text)
+        daemon.request_reload()
+
+        def restarted() -> bool:
+            new = daemon.status.ingest
+            return new is not None and new is not old_ingest and bool(new.connected)
+
+        await until(restarted, what="the ingest restarted")
+        await publish(mosquitto, 4)
+        await until(lambda: shown(daemon)["gaps"][0]["recovered"] == 2, what="late after reload")
+        assert shown(daemon)["counts"]["filling"] == 1

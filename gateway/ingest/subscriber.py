@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from gateway.gaps.network import SeqGaps
 from gateway.ingest.decode import TimeWindow, decode_message, message_job, reason_kind
 from gateway.ingest.login import BrokerLogin
 from gateway.ingest.sequence import FollowUp, SeqPlan, SequenceTracker
+from gateway.ingest.window import Window
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
@@ -55,44 +55,6 @@ log = get_logger("ingest")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
-
-
-class _Window:
-    """Messages received and not yet committed, bounded by count and by payload bytes.
-
-    paho's network thread takes a place before it hands a message over, and waits while
-    the window is full: TCP then pushes back and the broker queues (it must:
-    ``max_queued_messages 0``). Each message holds its decoded rows until its commit, so
-    this bounds memory however fast concentrators publish or however long the buffer
-    fails. A message larger than the byte bound is taken when the window is empty.
-    """
-
-    def __init__(self, messages: int, nbytes: int) -> None:
-        self.max_messages = messages
-        self.max_bytes = nbytes
-        self.messages = 0
-        self.bytes = 0
-        self._cond = threading.Condition()
-
-    def take(self, size: int, stopping: Callable[[], bool]) -> bool:
-        """Wait for a place for ``size`` bytes (paho's thread); False if stopping."""
-        with self._cond:
-            while self.messages >= self.max_messages or (
-                self.messages and self.bytes + size > self.max_bytes
-            ):
-                if stopping():
-                    return False
-                self._cond.wait(1.0)
-            self.messages += 1
-            self.bytes += size
-            return True
-
-    def give_back(self, size: int) -> None:
-        """A message was committed and acknowledged (event loop)."""
-        with self._cond:
-            self.messages -= 1
-            self.bytes -= size
-            self._cond.notify()
 
 
 @dataclass(order=True, slots=True)
@@ -152,7 +114,7 @@ class ConcentratorIngest:
         self._failing = False
         self._has_held = asyncio.Event()
         self._connected = False
-        self._window = _Window(config.window_messages, config.window_bytes)
+        self._window = Window(config.window_messages, config.window_bytes)
         self._stopping = False
         self.sequence = SequenceTracker(marks, shared=config.shared, gaps=seq_gaps)
         self.received = 0

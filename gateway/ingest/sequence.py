@@ -149,8 +149,11 @@ class SequenceTracker:
         # Nothing of this concentrator in flight, or the last undecided one settled (only
         # late messages can be in flight then): plan the next from what is stored.
         caught_up = not self._pending[gw] or (plan.deferred and not self._undecided[gw])
-        if caught_up and gw in self._stored:
-            self._last[gw] = self._stored[gw]
+        if caught_up:
+            if gw in self._stored:
+                self._last[gw] = self._stored[gw]
+            else:  # nothing of it stored yet
+                self._last.pop(gw, None)
         return out
 
     def _decide(self, mark: ConcentratorMark, now_ms: int) -> FollowUp:

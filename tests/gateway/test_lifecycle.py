@@ -45,14 +45,23 @@ class TwoListeners(Lifecycle):
             s.close()
 
 
+async def enter_and_record(part: TwoListeners, ran: list[TwoListeners], fail: bool = False) -> None:
+    """``async with part``: record what it entered as, and while in, that it listens."""
+    async with part as entered:
+        ran.append(entered)
+        assert all(s.fileno() != -1 for s in part.sockets)
+        assert not port_is_free(part.second)
+        if fail:
+            raise RuntimeError("in the body")
+
+
 async def test_a_start_that_fails_half_way_is_stopped_before_the_error_goes_on() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         part = TwoListeners(taken.getsockname()[1])
-        body_ran = False
-        with pytest.raises(OSError):
-            async with part:
-                body_ran = True
-    assert not body_ran
+        ran: list[TwoListeners] = []
+        with pytest.raises(OSError, match="in use"):
+            await enter_and_record(part, ran)
+    assert ran == []  # the block's body never ran
     assert part.stops == 1
     [first] = part.sockets
     assert first.fileno() == -1  # closed by stop()
@@ -62,11 +71,10 @@ async def test_leaving_the_block_stops_the_part_once_even_on_an_error() -> None:
     with socket.create_server(("127.0.0.1", 0)) as spare:
         free = spare.getsockname()[1]
     part = TwoListeners(free)
+    ran: list[TwoListeners] = []
     with pytest.raises(RuntimeError, match="in the body"):
-        async with part as entered:
-            assert entered is part
-            assert not port_is_free(free)
-            raise RuntimeError("in the body")
+        await enter_and_record(part, ran, fail=True)
+    assert ran == [part]
     assert part.stops == 1
     assert port_is_free(free)
 

@@ -241,18 +241,6 @@ class SinkSection(Section):
 S = TypeVar("S", bound=SinkSection)
 
 
-def sink_models() -> dict[str, type[SinkSection]]:
-    """``[sinks.NAME]`` -> the model its section is validated with, in registry order."""
-    # The registry is gateway/forward/registry.py and each sink's module holds its config
-    # model, so that a new sink is one file and one registry line. It is looked up when a
-    # file is validated rather than imported with this module: the sink modules import
-    # this layer's shared pieces (Section, MqttBroker, TlsConfig), so a module-level
-    # import would be circular; and a sink registered at run time is seen.
-    from gateway.forward.registry import SINKS
-
-    return {name: entry.config for name, entry in SINKS.items()}
-
-
 def _in_section(name: str, error: ErrorDetails) -> InitErrorDetails:
     """One error of ``[sinks.NAME]``'s own validation, located under ``NAME``."""
     message = error["msg"]
@@ -282,7 +270,7 @@ class SinksConfig(RootModel[dict[str, SerializeAsAny[SinkSection]]]):
     ) -> Self:
         if not isinstance(data, dict):
             return handler(data)  # a SinksConfig as it is, or pydantic's own type error
-        models = sink_models()
+        models = cls.sections()
         errors: list[InitErrorDetails] = []
         sections: dict[str, SinkSection] = {}
         for name, raw in data.items():
@@ -309,15 +297,22 @@ class SinksConfig(RootModel[dict[str, SerializeAsAny[SinkSection]]]):
         """One optional table per registered sink (its model, under ``$defs``); no other."""
         fields = {
             name: cs.typed_dict_field(model.__pydantic_core_schema__, required=False)
-            for name, model in sink_models().items()
+            for name, model in cls.sections().items()
         }
         schema = handler(cs.typed_dict_schema(fields, extra_behavior="forbid"))
         return schema | {"title": cls.__name__, "description": inspect.cleandoc(cls.__doc__ or "")}
 
     @classmethod
     def sections(cls) -> dict[str, type[SinkSection]]:
-        """The tables ``[sinks]`` may hold and their models (for the reference and hints)."""
-        return sink_models()
+        """``[sinks.NAME]`` -> the model its table is validated with, in registry order."""
+        # The registry is gateway/forward/registry.py and each sink's module holds its
+        # config model, so that a new sink is one file and one registry line. It is looked
+        # up when a file is validated rather than imported with this module: the sink
+        # modules import this layer's shared pieces (Section, MqttBroker, TlsConfig), so a
+        # module-level import would be circular; and a sink registered at run time is seen.
+        from gateway.forward.registry import SINKS
+
+        return {name: entry.config for name, entry in SINKS.items()}
 
     def names(self) -> list[str]:
         """The configured sinks, enabled or not, in registry order."""

@@ -49,7 +49,10 @@ class SinkEntry(Generic[S]):
         section = config.sinks.section(self.name, self.config)
         if section is None or not section.enabled:
             return None
-        return self.sink.from_config(section, config, metrics)
+        sink = self.sink.from_config(section, config, metrics)
+        if sink.name != self.name:  # the name is its cursor: another would replay everything
+            raise ValueError(f"[sinks.{self.name}] built a sink named {sink.name!r}")
+        return sink
 
 
 SINKS: dict[str, SinkEntry[Any]] = {

@@ -40,6 +40,12 @@ def toy() -> Iterator[SinkEntry[ToySinkConfig]]:
         SINKS.pop("toy")
 
 
+class Misnamed(ToySink):
+    def __init__(self, config: ToySinkConfig, gateway: str) -> None:
+        super().__init__(config, gateway)
+        self.name = "toy2"
+
+
 def config_file(tmp_path: Path, sinks: str, name: str = "gw.toml") -> Path:
     f = tmp_path / name
     f.write_text(
@@ -84,6 +90,12 @@ def test_a_registered_sink_is_configured_from_its_table_and_listed(
     [sink] = build_sinks(cfg, Metrics())  # the disabled local sink is not built
     assert isinstance(sink, ToySink)
     assert sink.label == "box-1/north"
+
+    # The registry's name is the sink's cursor: a sink calling itself otherwise is refused.
+    SINKS["toy"] = SinkEntry("toy", ToySinkConfig, Misnamed)
+    with pytest.raises(ValueError, match=r"\[sinks.toy\] built a sink named 'toy2'"):
+        build_sinks(cfg, Metrics())
+    SINKS["toy"] = toy
 
     # Its own model's errors, located under its table as for the built-in sinks.
     bad = config_file(tmp_path, '[sinks.toy]\nlabel = ""\nbatchsize = 5\n', "bad.toml")

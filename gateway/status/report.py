@@ -184,7 +184,7 @@ class StatusModel:
         return dict(stats)
 
     def sinks_json(self) -> list[dict[str, Any]]:
-        """The running sinks, in the registry's order, each with why its server refuses
+        """The running sinks, each with why its server refuses
         our writes (a login, a certificate) when it does."""
         return [{"name": s.name, "refused": refused(s)} for s in self.sink_parts]
 

@@ -184,8 +184,8 @@ class StatusModel:
         return dict(stats)
 
     def sinks_json(self) -> list[dict[str, Any]]:
-        """The running sinks, each with why its server refuses
-        our writes (a login, a certificate) when it does."""
+        """The running sinks, each with why its server refuses our writes (a login, a
+        certificate) when it does."""
         return [{"name": s.name, "refused": refused(s)} for s in self.sink_parts]
 
     def meters_json(self, buses: Sequence[Mapping[str, Any]], now_ms: int) -> list[dict[str, Any]]:

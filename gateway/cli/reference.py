@@ -60,7 +60,8 @@ def _doc(model: type[BaseModel], name: str) -> str:
     for cls in model.__mro__:
         if name in field_docs(cls):
             return field_docs(cls)[name]
-    return ""
+    info = model.model_fields.get(name)  # a model built at run time has no source
+    return info.description or "" if info is not None else ""
 
 
 def _is_duration(info: FieldInfo) -> bool:
@@ -78,27 +79,15 @@ def _models(root: type[BaseModel]) -> Iterator[type[BaseModel]]:
             continue
         seen.add(model)
         yield model
-        if _is_registry(model):
-            todo.extend(_registry_tables(model).values())
-            continue
         for info in model.model_fields.values():
             todo.extend(_nested(info.annotation))
 
 
-def _is_registry(model: type[BaseModel]) -> bool:
-    """Whether ``model`` is a table of registered sections (``[sinks]``), not of fields."""
-    from gateway.config.northbound import SinksConfig
-
-    return issubclass(model, SinksConfig)
-
-
-def _registry_tables(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
-    from gateway.config.northbound import SinksConfig
-
-    return dict(model.sections()) if issubclass(model, SinksConfig) else {}
-
-
 def _nested(annotation: Any) -> list[type[BaseModel]]:
+    from gateway.config.northbound import SinksConfig
+
+    if isinstance(annotation, type) and issubclass(annotation, SinksConfig):
+        return [annotation.as_fields()]  # the registered sinks, one field each
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for a in typing.get_args(annotation) for m in _nested(a)]
@@ -214,30 +203,15 @@ def _heading(path: str, many: bool, keyed: bool) -> str:
     return f"[{path}]"
 
 
-def _model_doc(model: type[BaseModel]) -> str:
-    """The model's docstring without its leading ``[section]``: name."""
-    return _markdown(re.sub(r"^``\[[^\]]*\]+``: ", "", inspect.cleandoc(model.__doc__ or "")))
-
-
-def _summary(model: type[BaseModel]) -> str:
-    """The first paragraph of the model's docstring, as one line."""
-    first = " ".join(_model_doc(model).split("\n\n")[0].split())
-    return first[:1].upper() + first[1:]
-
-
 def _section(model: type[BaseModel], path: str, many: bool, keyed: bool) -> list[str]:
     lines = [f"## `{_heading(path, many, keyed)}`", ""]
-    doc = _model_doc(model)
+    doc = _markdown(re.sub(r"^``\[[^\]]*\]+``: ", "", inspect.cleandoc(model.__doc__ or "")))
     if doc:
         doc = doc[0].upper() + doc[1:]
         lines += [doc, ""]
     rows: list[tuple[str, str, str, str]] = []
     children: list[list[str]] = []
-    for key, table in _registry_tables(model).items():  # one row and section per entry
-        rows.append((f"`{key}`", "table", "unset", _summary(table)))
-        children.append(_section(table, f"{path}.{key}", False, False))
-    fields = {} if _is_registry(model) else model.model_fields
-    for name, info in fields.items():
+    for name, info in model.model_fields.items():
         key = info.alias or name
         rows.append(
             (f"`{key}`", _type_name(info.annotation, info), _default(info), _doc(model, name))

@@ -7,12 +7,14 @@ Each sink's own section model lives beside the sink (``gateway/forward/NAME.py``
 from __future__ import annotations
 
 import inspect
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
+    BaseModel,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
@@ -22,6 +24,7 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -32,7 +35,6 @@ from pydantic_core import (
     InitErrorDetails,
     PydanticCustomError,
 )
-from pydantic_core import core_schema as cs
 
 from gateway.config.base import ConfigPath, Duration, Section, did_you_mean
 from gateway.config.security import (
@@ -241,6 +243,14 @@ class SinkSection(Section):
 S = TypeVar("S", bound=SinkSection)
 
 
+def _summary(model: type[BaseModel]) -> str:
+    """The first paragraph of a section model's docstring, as one line, without the
+    ``[section]``: it starts with."""
+    first = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0]
+    first = " ".join(re.sub(r"^``\[[^\]]*\]+``: ", "", first).split())
+    return first[:1].upper() + first[1:]
+
+
 def _in_section(name: str, error: ErrorDetails) -> InitErrorDetails:
     """One error of ``[sinks.NAME]``'s own validation, located under ``NAME``."""
     message = error["msg"]
@@ -295,12 +305,18 @@ class SinksConfig(RootModel[dict[str, SerializeAsAny[SinkSection]]]):
         cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         """One optional table per registered sink (its model, under ``$defs``); no other."""
-        fields = {
-            name: cs.typed_dict_field(model.__pydantic_core_schema__, required=False)
+        return handler(cls.as_fields().__pydantic_core_schema__)
+
+    @classmethod
+    def as_fields(cls) -> type[Section]:
+        """``[sinks]`` as a plain model, one optional field per registered sink: the shape
+        the JSON Schema and the reference page are made from (validation is the registry's,
+        in :meth:`_by_registry`, so that a sink registered later is seen)."""
+        fields: dict[str, Any] = {
+            name: (model | None, Field(default=None, description=_summary(model)))
             for name, model in cls.sections().items()
         }
-        schema = handler(cs.typed_dict_schema(fields, extra_behavior="forbid"))
-        return schema | {"title": cls.__name__, "description": inspect.cleandoc(cls.__doc__ or "")}
+        return create_model(cls.__name__, __base__=Section, __doc__=cls.__doc__, **fields)
 
     @classmethod
     def sections(cls) -> dict[str, type[SinkSection]]:

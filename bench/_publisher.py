@@ -36,6 +36,8 @@ METERS, POINTS = 25, 4
 PER_MSG = METERS * POINTS
 POPULATION = 10_000
 """Distinct meters: a realistic fleet (new series are costly for a TSDB; readings are not)."""
+OUTSTANDING = 20_000
+"""Published messages not yet acknowledged, at most (below paho's 65,535 packet ids)."""
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOSTILE_ADDR = "999999999999"
 """The meter address of every reading in a hostile message: outside the valid fleet."""
@@ -150,11 +152,17 @@ def publish(args: argparse.Namespace) -> None:
         payloads = iter(list(payloads))
     acked = 0
     lock = threading.Lock()
+    # paho keeps unacknowledged QoS 1 messages in a dict keyed by packet id, which wraps
+    # at 65535: with more than that outstanding, a new message silently replaces a queued
+    # one (paho.mqtt.python issue #377). Unthrottled, this publisher used to queue
+    # 100,000 messages at once and lose some: phase a "stalled" waiting for them.
+    outstanding = threading.BoundedSemaphore(OUTSTANDING)
 
     def on_publish(*_: Any) -> None:
         nonlocal acked
         with lock:
             acked += 1
+        outstanding.release()
 
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
     c.max_inflight_messages_set(200)
@@ -165,9 +173,14 @@ def publish(args: argparse.Namespace) -> None:
     started = time.monotonic()
     sent = valid = 0
     for topic, p in payloads:
+        while not outstanding.acquire(timeout=1.0):
+            if stop:
+                break
         if stop:
             break
-        c.publish(args.topic or topic, p, qos=1)
+        info = c.publish(args.topic or topic, p, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise SystemExit(f"publish refused by paho: {mqtt.error_string(info.rc)}")
         sent += 1
         valid += topic == TOPIC
         if args.rate:

@@ -15,12 +15,13 @@ transaction is its request and reply bytes at 2400 baud plus the turnaround
 meanwhile: every tick of the live group with no poll of a meter started in it
 (target 0), and the bus's own skipped/late tallies.
 
-The issue's scale is 30 meters x 30 days, about 1.6 h of load-profile wire time
-alone (86,400 records, 16 a reply): the default run is scaled down to
-``--days 0.25`` (about two minutes); the table projects the full-scale wire
-time from the measured cost per record. It also counts the records read
-against those in the gap: one backfill reads at most ``records_per_backfill_max``
-(the reader's request cap), so a gap longer than ~10.6 days is not read whole.
+The issue's scale is 30 meters x 30 days: 86,400 standard DL/T 645-2007 records
+(the simulator's are 81 bytes: blocks 1-4), one a request since a full record
+(103 bytes) leaves no room for a second in a 200-byte reply, about 0.6 s of wire
+each at 2400 baud, so some 14 h of load-profile wire time alone. The default run
+is scaled down to ``--days 0.25``; the table projects the full-scale wire time
+from the measured cost per record. It also counts the records read against those
+in the gap (the reader has no request cap: a gap is read whole).
 Prints a table and writes ``bench/results/backfill.json``.
 
     .venv/bin/python bench/backfill.py [--meters 30] [--days 0.25] [--live 30]
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import math
 import sys
@@ -48,22 +50,27 @@ from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality, TimeSource
 from gateway.scheduler.bus import BusWorker
 from gateway.scheduler.meters import build_meters
-from gateway.scheduler.readers import _MAX_PROFILE_REQUESTS, _PROFILE_BATCH, Dlt645Reader
+from gateway.scheduler.readers import _PROFILE_BATCH, Dlt645Reader
+from protocols.dlt645 import LoadRecord, encode_load_record
 from simulator.clock import SimClock
 from simulator.dlt645.bus import Dlt645Bus
-from simulator.meter.meter import SimMeter
+from simulator.meter.meter import LOAD_PROFILE_BLOCKS, SimMeter
 
 BAUD = 2400
 BITS_PER_BYTE = 11  # 8E1: start + 8 data + parity + stop
 TURNAROUND = 0.02
 TIMEOUT = 2.0
-"""Sized for the line: a 16-record load-profile reply is ~1 s of wire at 2400 baud, and the
-session's deadline covers the whole reply. With the bus default (0.5 s) every such read
-times out and a backfill recovers no load-profile record at all."""
+"""Sized for the line: a reply of one full load-profile record (103 bytes) is ~0.55 s of wire
+at 2400 baud, and the session's deadline covers the whole reply. With the bus default
+(0.5 s) such reads time out and a backfill recovers no load-profile record at all."""
 RETRIES = 1
 RECORDS_PER_DAY = 96
-PROFILE_REPLY_MIN = 12 + 4 + 2 * 12
-"""Reply bytes from which a transaction is a load-profile read (frame + DI + 2 records):
+SIM_RECORD_BYTES = len(
+    encode_load_record(LoadRecord(dt.datetime(2026, 1, 1), {}, LOAD_PROFILE_BLOCKS))
+)
+"""Bytes of one of the simulator's load-profile records (blocks 1-4: 81)."""
+PROFILE_REPLY_MIN = 12 + 4 + SIM_RECORD_BYTES
+"""Reply bytes from which a transaction is a load-profile read (frame + DI + a record):
 live and clock reads and freezes answer with less."""
 TARGET = 0.85
 
@@ -213,7 +220,8 @@ async def run(meters: int, days: float, live_s: float) -> dict[str, object]:
         "load_profile_wire_s": round(profile_s, 2),
         "load_profile_wire_s_per_record": round(per_record_s, 4),
         "projected_full_scale_load_profile_wire_h": round(per_record_s * full_records / 3600, 1),
-        "records_per_backfill_max": _MAX_PROFILE_REQUESTS * _PROFILE_BATCH,
+        "records_per_request": _PROFILE_BATCH,
+        "record_bytes": SIM_RECORD_BYTES,
     }
 
 

@@ -227,9 +227,8 @@ async def _read_load_profile(
     """Load-profile records from ``--from`` (meter time), ``--count`` of them."""
     import datetime as dt
 
-    from protocols.dlt645 import decode_load_profile, load_profile_request_extra
+    from protocols.dlt645 import LOAD_FIELDS, decode_load_profile, load_profile_request_extra
     from protocols.dlt645.records import MAX_LOAD_RECORDS
-    from protocols.quantities import QUANTITIES
 
     if not args.start:
         raise UsageError(f"--di {name} is the load profile: give --from (meter time) and --count")
@@ -246,7 +245,7 @@ async def _read_load_profile(
             f"{name} {rec.start.isoformat(timespec='minutes')}",
             key,
             str(value),
-            QUANTITIES[key].unit,
+            LOAD_FIELDS[key].unit,
         )
         for rec in records
         for key, value in rec.values.items()

@@ -8,6 +8,7 @@ data identifier is still alive); a read without any answer raises.
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from drivers.modbus import ModbusSession, RegisterSpan
 from gateway.config.southbound import MeterConfig
 from gateway.health import Gap, freezes_to_scan, meter_time_to_utc_ms, utc_ms_to_meter_time
 from protocols.dlt645 import (
+    FULL_LOAD_RECORD_SIZE,
     LOAD_PROFILE_DI,
     Variant,
     decode_load_profile,
@@ -114,8 +116,9 @@ class MeterReader(abc.ABC):
         return None
 
 
-_PROFILE_BATCH = 16  # records per 200-byte reply
-_MAX_PROFILE_REQUESTS = 64
+# Records asked for per request: as many full (six-block, 103-byte) records as one reply
+# frame's 200 data bytes hold after the DI, so a reply needs no follow-up frame: one.
+_PROFILE_BATCH = max(1, (200 - 4) // FULL_LOAD_RECORD_SIZE)
 _CLOCK_DIS = {Variant.V2007: (0x04000101, 0x04000102), Variant.V1997: (0xC010, 0xC011)}
 
 
@@ -235,15 +238,23 @@ class Dlt645Reader(MeterReader):
                 yield []
                 continue
             values = await self.session.read_values(address, freeze_energy_di(n, hourly))
+            if not hourly:
+                # The export registers of the same freeze, where the meter keeps them.
+                with contextlib.suppress(DeviceError):
+                    values += await self.session.read_values(
+                        address, freeze_energy_di(n, export=True)
+                    )
             yield [Sample(v.key, v.value, v.unit, ts_ms) for v in values]
 
     async def _load_profile(
         self, meter: MeterConfig, gap: Gap, tz: str
     ) -> AsyncGenerator[list[Sample], None]:
-        """Load-profile records from the gap's start, up to 16 records per step."""
+        """Load-profile records from the gap's start, ``_PROFILE_BATCH`` records per step,
+        until the gap is covered or the meter has no newer record: every measured field
+        with a quantity key becomes a sample (not-measured FFH fields are not values)."""
         address = meter.address or ""
         start = utc_ms_to_meter_time(gap.start_ms, tz).replace(second=0, microsecond=0)
-        for _ in range(_MAX_PROFILE_REQUESTS):
+        while True:
             extra = load_profile_request_extra(_PROFILE_BATCH, start)
             try:
                 payload = await self.session.read(
@@ -255,18 +266,21 @@ class Dlt645Reader(MeterReader):
                 records = decode_load_profile(payload)
             except ValueError as exc:
                 raise FrameError(f"meter {address}: load profile: {exc}") from exc
-            newest = start
+            # Only records from the start asked for count: a meter that answers with a
+            # record already read (or an older one) has nothing newer, and each request
+            # starts strictly later than the one before, so this loop ends.
+            fresh = [rec for rec in records if rec.start >= start]
             out: list[Sample] = []
-            for rec in records:
+            for rec in fresh:
                 ts_ms = meter_time_to_utc_ms(rec.start, tz)
-                newest = max(newest, rec.start)
-                if gap.contains(ts_ms):
+                if rec.valid and gap.contains(ts_ms):
                     for key, value in rec.values.items():
-                        out.append(Sample(key, value, QUANTITIES[key].unit, ts_ms))
+                        if key in QUANTITIES:  # quadrant energies and demand have no key
+                            out.append(Sample(key, value, QUANTITIES[key].unit, ts_ms))
             yield out
-            if len(records) < _PROFILE_BATCH or newest <= start:
+            if not fresh or len(records) < _PROFILE_BATCH:
                 return
-            start = newest + datetime.timedelta(minutes=1)
+            start = max(rec.start for rec in fresh) + datetime.timedelta(minutes=1)
             if meter_time_to_utc_ms(start, tz) > gap.end_ms:
                 return
 

@@ -20,8 +20,9 @@ Formats follow DL/T 645-2007 appendix A and DL/T 645-1997 as summarised in
 Beyond ``protocol-notes.md`` (taken from the standards' DI tables, to be
 checked against a real meter before billing relies on them): 2007 reactive
 power ``0204xx00``, apparent power ``02050000``, neutral current ``02800001``,
-date-time ``0400010C``, the status-word block ``040005FF``, the hourly freeze
-energy ``050401NN`` as the import total only, and 1997 per-phase active power
+date-time ``0400010C``, the status-word block ``040005FF``, the daily freeze's
+export energy ``050602NN``, the hourly freeze energy ``050401NN`` as the import
+total only, and 1997 per-phase active power
 ``B631..B633`` and power factor ``B650..B653``.
 """
 
@@ -124,11 +125,15 @@ _SINGLES_1997: Final = (
     (0xC011, "time", 3, "time hhmmss"),
 )
 
-# Freezes, 2007: (time DI base, energy DI base, how many are kept, energy members, what).
+# Freezes, 2007: (time DI base or None when another row has it, energy DI base, how many
+# are kept, energy members, what). DL/T 645-2007 appendix A, frozen data (DI3 = 05):
+# DI1 01 is import, 02 export active energy, total and tariffs.
 _FREEZES: Final = (
     (0x05060000, 0x05060100, 62, (0x00010000, 0x00010100, 0x00010200, 0x00010300, 0x00010400),
-     "daily freeze"),
-    (0x05040000, 0x05040100, 254, (0x00010000,), "hourly freeze"),
+     "import active energy of daily freeze"),
+    (None, 0x05060200, 62, (0x00020000, 0x00020100, 0x00020200, 0x00020300, 0x00020400),
+     "export active energy of daily freeze"),
+    (0x05040000, 0x05040100, 254, (0x00010000,), "import active energy of hourly freeze"),
 )  # fmt: skip
 MAX_DAILY_FREEZES: Final = 62
 MAX_HOURLY_FREEZES: Final = 254
@@ -166,11 +171,12 @@ def _build() -> dict[tuple[Variant, int], DataItem]:
             add(DataItem(di, variant, None, "", length, 0, 0, False, kind, description=what))
     for time_base, energy_base, count, stored, what in _FREEZES:
         for n in range(1, count + 1):
-            add(DataItem(time_base + n, Variant.V2007, None, "", 5, 0, 0, False, "freeze_time",
-                         description=f"time of {what} {n} (1 = latest)"))  # fmt: skip
+            if time_base is not None:
+                add(DataItem(time_base + n, Variant.V2007, None, "", 5, 0, 0, False,
+                             "freeze_time", description=f"time of {what.split(' of ')[1]} {n} "
+                             "(1 = latest)"))  # fmt: skip
             add(DataItem(energy_base + n, Variant.V2007, None, "kWh", 4 * len(stored), 8, 2,
-                         False, "freeze_energy", stored,
-                         f"import active energy of {what} {n} (1 = latest)"))  # fmt: skip
+                         False, "freeze_energy", stored, f"{what} {n} (1 = latest)"))  # fmt: skip
     return table
 
 

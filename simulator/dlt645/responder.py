@@ -15,8 +15,8 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from protocols.dlt645 import (
-    LOAD_PROFILE_KEYS,
-    LOAD_RECORD_SIZE,
+    LOAD_FIELDS,
+    LOAD_PROFILE_DI,
     REGISTRY,
     DataItem,
     ErrorFlags,
@@ -36,8 +36,9 @@ from protocols.dlt645 import (
     parse_load_profile_request_extra,
     read_address_reply,
     read_reply,
+    split_load_profile,
 )
-from simulator.meter.meter import SimMeter
+from simulator.meter.meter import LOAD_PROFILE_BLOCKS, SimMeter
 
 MAX_DATA = 200
 """The largest DATA field of one frame (DI included)."""
@@ -129,8 +130,14 @@ class MeterResponder:
                 count, start = parse_load_profile_request_extra(extra)
             except RemoteDataError:
                 raise NoData from None
+            # A field of a recorded block the meter does not measure (phases 2 and 3 of
+            # a single-phase meter) is missing from its values: sent as FFH.
             records = [
-                LoadRecord(at, {k: values[k] for k in LOAD_PROFILE_KEYS})
+                LoadRecord(
+                    at,
+                    {k: v for k, v in values.items() if k in LOAD_FIELDS},
+                    LOAD_PROFILE_BLOCKS,
+                )
                 for at, values in meter.load_profile(start, count)
             ]
             if not records:
@@ -154,9 +161,8 @@ class MeterResponder:
     def _chunks(self, di: int, payload: bytes) -> list[bytes]:
         first = MAX_DATA - _DI_LENGTH[self.variant]
         later = first - (1 if self.variant is Variant.V2007 else 0)
-        if di == 0x06000001:  # keep load-profile records whole in each frame
-            first -= first % LOAD_RECORD_SIZE
-            later -= later % LOAD_RECORD_SIZE
+        if di == LOAD_PROFILE_DI and self.variant is Variant.V2007:
+            return _whole_records(payload, first, later)
         chunks = [payload[:first]]
         rest = payload[first:]
         while rest:
@@ -219,6 +225,18 @@ class MeterResponder:
 
     def set_clock(self, when: datetime) -> None:
         self.meter.set_clock(when)
+
+
+def _whole_records(payload: bytes, first: int, later: int) -> list[bytes]:
+    """Load-profile records packed into frames of ``first`` then ``later`` bytes, none
+    split across two frames (as meters send them)."""
+    chunks = [b""]
+    for record in split_load_profile(payload):
+        room = first if len(chunks) == 1 else later
+        if chunks[-1] and len(chunks[-1]) + len(record) > room:
+            chunks.append(b"")
+        chunks[-1] += record
+    return chunks
 
 
 _NOISE = bytes(b for b in range(256) if b not in (0x68, 0xFE, 0x16))

@@ -22,6 +22,7 @@ METER_FAULTS = frozenset(
         "counter_reset",
         "spike",
         "clock_drift",
+        "profile_stuck",
     }
 )
 """What a meter (DL/T 645 or Modbus unit) can do wrong."""

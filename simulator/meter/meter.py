@@ -27,7 +27,11 @@ ENERGY_KEYS = (
     "energy_import_t4_kwh",
 )
 FREEZE_KEYS = ("energy_import_total_kwh", *ENERGY_KEYS)
-"""The keys of a frozen energy record: total, then tariffs 1..4."""
+"""The keys of a frozen import energy record: total, then tariffs 1..4."""
+LOAD_PROFILE_BLOCKS = frozenset({1, 2, 3, 4})
+"""The load-profile blocks the meters record: the ones their physics covers (voltage,
+current and frequency; powers; power factors; energies), not the four reactive
+quadrants or demand."""
 
 
 def _d(n: int, exp: int) -> Decimal:
@@ -54,7 +58,8 @@ class SimMeter:
     zone of its own clock. ``peak_kw`` overrides the seeded peak load;
     ``drift_ppm`` the seeded clock drift; ``history_days`` bounds the records
     it keeps (daily/hourly freezes and load profile); ``load_profile=False``
-    plays a meter whose load profile is not configured.
+    plays a meter whose load profile is not configured; ``phases=1`` a
+    single-phase meter (phase 1 carries the load; no phase 2 or 3 values).
     """
 
     def __init__(
@@ -70,8 +75,12 @@ class SimMeter:
         drift_ppm: float | None = None,
         protocol: str = "dlt645-2007",
         load_profile: bool = True,
+        phases: int = 3,
     ) -> None:
+        if phases not in (1, 3):
+            raise ValueError(f"meter {address}: phases {phases} is not 1 or 3")
         self.address = address
+        self.phases = phases
         self.seed = seed
         self.clock = clock if clock is not None else SimClock()
         self.tz = ZoneInfo(tz)
@@ -93,6 +102,8 @@ class SimMeter:
         self._phase_share = [rng.uniform(0.28, 0.38) for _ in range(3)]
         share_sum = sum(self._phase_share)
         self._phase_share = [s / share_sum for s in self._phase_share]
+        if phases == 1:
+            self._phase_share = [1.0]  # after the draws: the other values stay as seeded
         self._pf = [rng.uniform(0.88, 0.985) for _ in range(3)]
         mean_pf = sum(self._pf) / 3
         self._tan_phi = Decimal(math.sqrt(1 - mean_pf**2) / mean_pf).quantize(Decimal("0.0001"))
@@ -125,7 +136,9 @@ class SimMeter:
         ``wrong_address(address=...)``; ``garbage(length=8, only=False)``;
         ``counter_reset`` (the meter was replaced: its registers restart at 0
         now, permanently); ``spike(kwh=5000)`` (energy registers jump while it
-        lasts); ``clock_drift(seconds=300)`` (the meter clock is off by that).
+        lasts); ``clock_drift(seconds=300)`` (the meter clock is off by that);
+        ``profile_stuck`` (every load-profile read gets the newest record, whatever
+        the start asked for).
         """
         if fault == "counter_reset":
             self.faults.set(fault, duration, **params)
@@ -183,7 +196,7 @@ class SimMeter:
         p_sum = 0
         s_sum = 0.0
         q_sum = 0.0
-        for p in range(3):
+        for p in range(self.phases):
             u10 = round(
                 (self._volt[p] + 2.0 * math.sin(now / 3600.0 + phi[p]) + 0.6 * math.sin(now / 37.0))
                 * 10
@@ -213,6 +226,14 @@ class SimMeter:
 
     def values(self, ts: float | None = None) -> dict[str, Decimal]:
         """Every quantity this meter offers, at sim time ``ts`` (default now)."""
+        out = self.model_values(ts)
+        if self.fixed:
+            out.update(self.fixed)
+        return out
+
+    def model_values(self, ts: float | None = None) -> dict[str, Decimal]:
+        """Every quantity of the model at ``ts``, without the pinned ones: what the
+        meter's records (freezes, load profile) stored at that time."""
         now = self.clock.timestamp() if ts is None else ts
         out = self.energy_values(now)
         export = _d(self._export_h, -2)
@@ -232,8 +253,6 @@ class SimMeter:
         out["meter_clock_drift_s"] = Decimal(round(drift))
         for n in range(1, 8):
             out[f"status_word_{n}"] = Decimal(0)
-        if self.fixed:
-            out.update(self.fixed)
         return out
 
     def value(self, key: str, ts: float | None = None) -> Decimal:
@@ -286,7 +305,8 @@ class SimMeter:
     # --------------------------------------------------------------- records
 
     def freeze(self, n: int, hourly: bool = False) -> tuple[datetime, dict[str, Decimal]] | None:
-        """The ``n``-th last daily (or hourly) frozen energy record, or None.
+        """The ``n``-th last daily (or hourly) frozen energy record (import and export
+        registers), or None.
 
         Meters freeze at midnight (or each full hour) of their own clock; n=1
         is the most recent. None when ``n`` is beyond what the meter keeps.
@@ -304,7 +324,8 @@ class SimMeter:
         ts = self.local_to_sim(at)
         if ts < self.energy.epoch:
             return None
-        return at, self.energy_values(ts)
+        values = self.model_values(ts)
+        return at, {k: v for k, v in values.items() if k.startswith("energy_")}
 
     def load_profile(
         self, start: datetime, count: int
@@ -312,8 +333,14 @@ class SimMeter:
         """15-minute load records from the first boundary at or after ``start`` (meter time).
 
         At most ``count`` records, none later than the meter's clock now, none
-        before the meter's history begins.
+        before the meter's history begins. Each holds every quantity of
+        :meth:`model_values` at its time; the responder picks the recorded fields.
         """
+        if self.faults and self.faults.get("profile_stuck") is not None:
+            newest = self.meter_time()
+            start = newest.replace(minute=newest.minute - newest.minute % 15, second=0)
+            start = start.replace(microsecond=0)
+            count = 1
         first = start.replace(second=0, microsecond=0)
         if first.minute % 15 or start.second or start.microsecond:
             first += timedelta(minutes=15 - first.minute % 15)
@@ -325,8 +352,6 @@ class SimMeter:
         while len(records) < count and at <= now_local:
             ts = self.local_to_sim(at, now)
             if ts >= self.energy.epoch:
-                values = self.energy_values(ts)
-                values.update(self.instant_values(ts))
-                records.append((at, values))
+                records.append((at, self.model_values(ts)))
             at += timedelta(minutes=15)
         return records

@@ -26,6 +26,8 @@
     meters = ["000000000001", "000000000002"]   # or first = "...", count = N
     repeat = 1                     # N copies: name-1.., port+i, addresses continue
     load_profile = true            # false: meters without one (hourly freezes only)
+    phases = 3                     # 1: single-phase meters; or per meter:
+    # phases = {"000000000002" = 1}  # (meters not named: 3)
 
     [[modbus]]
     name = "sdm630"
@@ -158,11 +160,24 @@ class Dlt645Section(_Transport):
     peak_kw: Annotated[float, Field(gt=0)] | None = None
     load_profile: bool = True
     """False: the meters keep no load profile (backfill uses their hourly freezes)."""
+    phases: Literal[1, 3] | dict[Address, Literal[1, 3]] = 3
+    """1: single-phase meters (no phase 2/3 values; FFH in load records); a table gives
+    it per meter address (the others: 3)."""
+
+    def phases_of(self, address: str) -> int:
+        """The number of phases of the meter at ``address``."""
+        if isinstance(self.phases, dict):
+            return self.phases.get(address, 3)
+        return self.phases
 
     @model_validator(mode="after")
     def _meters(self) -> Any:
         if (self.meters is None) == (self.first is None or self.count is None):
             raise ValueError("give either 'meters' or both 'first' and 'count'")
+        if isinstance(self.phases, dict):
+            strangers = sorted(set(self.phases) - set(self.addresses()))
+            if strangers:
+                raise ValueError(f"phases: {', '.join(strangers)} are not meters of this bus")
         return self
 
     def addresses(self, copy: int = 0) -> list[str]:

@@ -81,7 +81,11 @@ class Scenario:
         self.started_at = 0.0
 
         def meter(
-            address: str, protocol: str, peak_kw: float | None = None, load_profile: bool = True
+            address: str,
+            protocol: str,
+            peak_kw: float | None = None,
+            load_profile: bool = True,
+            phases: int = 3,
         ) -> SimMeter:
             m = SimMeter(
                 address,
@@ -93,6 +97,7 @@ class Scenario:
                 history_days=sim.history_days,
                 protocol=protocol,
                 load_profile=load_profile,
+                phases=phases,
             )
             self.meters[address] = m
             return m
@@ -101,7 +106,13 @@ class Scenario:
             for copy in range(bus_spec.repeat):
                 name = bus_spec.name if bus_spec.repeat == 1 else f"{bus_spec.name}-{copy + 1}"
                 meters = [
-                    meter(a, bus_spec.variant, bus_spec.peak_kw, bus_spec.load_profile)
+                    meter(
+                        a,
+                        bus_spec.variant,
+                        bus_spec.peak_kw,
+                        bus_spec.load_profile,
+                        bus_spec.phases_of(a),
+                    )
                     for a in bus_spec.addresses(copy)
                 ]
                 bus = Dlt645Bus(

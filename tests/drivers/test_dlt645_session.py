@@ -224,8 +224,8 @@ async def test_a_line_of_pure_noise_never_raises_anything_but_timeouts() -> None
 
 @pytest.mark.asyncio
 async def test_a_long_reply_is_waited_for_as_long_as_the_line_needs_to_carry_it() -> None:
-    # 2400 baud with the line's timing: sixteen load-profile records fill a frame that takes
-    # about a second on the wire, twice the 0.5 s timeout sized for short replies.
+    # 2400 baud with the line's timing: two load-profile records (81 bytes each) fill a frame
+    # that takes about 0.75 s on the wire, more than the 0.5 s timeout sized for short replies.
     clock = SimClock(speed=0)
     meter = SimMeter(A1, seed=1, clock=clock)
     async with Dlt645Bus([meter], baud=2400, emulate_timing=True, turnaround=0.05) as bus:
@@ -233,7 +233,7 @@ async def test_a_long_reply_is_waited_for_as_long_as_the_line_needs_to_carry_it(
         start = (meter.meter_time() - timedelta(hours=12)).replace(
             minute=0, second=0, microsecond=0
         )
-        extra = load_profile_request_extra(16, start)
+        extra = load_profile_request_extra(2, start)
         try:
             with pytest.raises(Timeout, match="no reply to DI 06000001"):
                 await s.read(A1, 0x06000001, extra=extra)
@@ -241,5 +241,5 @@ async def test_a_long_reply_is_waited_for_as_long_as_the_line_needs_to_carry_it(
         finally:
             await s.transport.close()
     assert [r.start for r in decode_load_profile(payload)] == [
-        at for at, _ in meter.load_profile(start, 16)
+        at for at, _ in meter.load_profile(start, 2)
     ]

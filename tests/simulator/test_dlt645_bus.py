@@ -20,6 +20,7 @@ from protocols.dlt645 import (
     decode_datetime,
     decode_load_profile,
     decode_payload,
+    encode_load_record,
     freeze_energy_di,
     freeze_time_di,
     load_profile_request_extra,
@@ -83,15 +84,19 @@ async def test_long_load_profile_reply_uses_follow_up_frames(clock: SimClock) ->
         payload = first.payload
         more, seq = first.has_follow_up, 1
         assert more
+        per_frame = [len(decode_load_profile(first.payload))]  # every frame: whole records
         while more:
             frame = await client.frame(read_followup_request("000000000002", 0x06000001, seq))
             reply = data(frame)
             assert reply.seq == seq
             payload += reply.payload
+            per_frame.append(len(decode_load_profile(reply.payload)))
             more, seq = reply.has_follow_up, seq + 1
         records = decode_load_profile(payload)
         assert [r.start for r in records] == [start + timedelta(minutes=15 * k) for k in range(40)]
-        assert seq == 3  # 40 records of 12 bytes: 16 in the first frame, 16 + 8 in two follow-ups
+        # Records of blocks 1-4 are 81 bytes: two in each frame's 196 (195) bytes.
+        assert len(encode_load_record(records[0])) == 81
+        assert per_frame == [2] * 20
         expected = meter.energy_values(meter.local_to_sim(records[7].start))
         assert records[7].values["energy_import_total_kwh"] == expected["energy_import_total_kwh"]
         await client.close()
@@ -226,3 +231,35 @@ async def test_a_meter_without_load_profile_still_keeps_hourly_freezes(clock: Si
         assert frozen is not None
         assert [v.value for v in total] == [frozen[1]["energy_import_total_kwh"]]
         await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_single_phase_meter_sends_phases_2_and_3_as_not_measured(
+    clock: SimClock,
+) -> None:
+    clock.advance(86_400)
+    single = SimMeter("000000000008", seed=8, clock=clock, phases=1)
+    async with Dlt645Bus([single]) as bus:
+        client = await tcp_client(await bus.start_tcp())
+        u1 = decode_payload(
+            0x02010100, data(await client.frame(read_request(single.address, 0x02010100))).payload
+        )
+        assert [v.value for v in u1] == [single.value("voltage_l1_v")]
+        refused = parse_reply(
+            await client.frame(read_request(single.address, 0x02010200)), Variant.V2007
+        )  # type: ignore[arg-type]
+        assert isinstance(refused, ErrorReply)
+        assert refused.flags & ErrorFlags.NO_DATA
+        start = single.meter_time().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+        extra = load_profile_request_extra(2, start)
+        reply = data(await client.frame(read_request(single.address, 0x06000001, extra=extra)))
+        await client.close()
+    # Phase 2 voltage: two bytes FFH right after phase 1's, in the first record's block 1.
+    assert reply.payload[10:12] == b"\xff\xff"
+    records = decode_load_profile(reply.payload)
+    for record, (at, values) in zip(records, single.load_profile(start, 2), strict=True):
+        assert record.start == at
+        assert record.blocks == {1, 2, 3, 4}
+        assert not [k for k in record.values if "_l2" in k or "_l3" in k]
+        assert record.values["power_active_total_kw"] == record.values["power_active_l1_kw"]
+        assert all(values[k] == v for k, v in record.values.items())

@@ -78,6 +78,26 @@ def test_a_bus_of_meters_without_load_profile() -> None:
     )
 
 
+def test_phases_per_bus_and_per_meter() -> None:
+    three = Scenario(parse_scenario(SCENARIO, "a.toml")).buses["dtu"]
+    assert {m.phases for m in three.meters.values()} == {3}
+    single = SCENARIO.replace("count = 3", "count = 3\nphases = 1")
+    dtu = Scenario(parse_scenario(single, "b.toml")).buses["dtu"]
+    assert {m.phases for m in dtu.meters.values()} == {1}
+    mixed = SCENARIO.replace("count = 3", 'count = 3\nphases = {"000000000002" = 1}')
+    dtu = Scenario(parse_scenario(mixed, "c.toml")).buses["dtu"]
+    assert {a: m.phases for a, m in dtu.meters.items()} == {
+        "000000000001": 3,
+        "000000000002": 1,
+        "000000000003": 3,
+    }
+    stranger = SCENARIO.replace("count = 3", 'count = 3\nphases = {"000000000009" = 1}')
+    with pytest.raises(ScenarioError, match=r"d\.toml: dlt645\.0: .*000000000009 are not meters"):
+        parse_scenario(stranger, "d.toml")
+    with pytest.raises(ScenarioError, match=r"e\.toml: dlt645\.0\.phases"):
+        parse_scenario(SCENARIO.replace("count = 3", "count = 3\nphases = 2"), "e.toml")
+
+
 @pytest.mark.asyncio
 async def test_timeline_and_control_api() -> None:
     scenario = Scenario(parse_scenario(SCENARIO, "test.toml"))

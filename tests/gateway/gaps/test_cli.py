@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gateway.gaps import GapCause, GapState, read_gaps
-from protocols.dlt645 import LOAD_PROFILE_KEYS
+from protocols.dlt645 import LOAD_BLOCKS
 from simulator import Dlt645Bus, SimClock, SimMeter
 from tests.servers import free_port
 
@@ -87,9 +87,9 @@ async def test_read_passes_the_load_profiles_start_and_count() -> None:
         assert code == 0, err
         code_missing, _, err_missing = await metergw(*base)
     values = json.loads(out)["values"]
-    n = len(LOAD_PROFILE_KEYS)
+    n = sum(len(block) for block in LOAD_BLOCKS[:4])  # a 3-phase meter's blocks 1-4
     expected = meter.load_profile(start, 3)
-    assert len(values) == 3 * len(LOAD_PROFILE_KEYS)
+    assert len(values) == 3 * n
     for (at, record), chunk in zip(
         expected,
         [values[i : i + n] for i in range(0, len(values), n)],

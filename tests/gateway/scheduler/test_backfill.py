@@ -72,17 +72,18 @@ async def test_backfill_after_a_gap_gives_backfilled_meter_stamped_readings() ->
     assert back
     assert all(r.ts_source is TimeSource.METER for r in back)
     assert filled[0].detail["readings"] == len(back)
-    daily = {}
+    daily: dict[tuple[dt.datetime, str], Reading] = {}
     for r in back:
         local = meter_local(acc, r)
         assert local.minute % 15 == 0
         assert local.second == 0
-        if local.hour == 0 and local.minute == 0 and r.key == "energy_import_t1_kwh":
-            daily[local] = r
-    # The two midnights inside the gap, with the meter's frozen values.
-    assert len(daily) == 2
-    for local, reading in daily.items():
-        assert reading.value == freezes[local]["energy_import_t1_kwh"]
+        if local.hour == 0 and local.minute == 0 and r.key.endswith("_t1_kwh"):
+            daily[local, r.key] = r
+    # The two midnights inside the gap, with the meter's frozen import and export tariffs.
+    assert len(daily) == 4
+    for (local, key), reading in daily.items():
+        assert reading.value == freezes[local][key]
+    assert {key for _, key in daily} == {"energy_import_t1_kwh", "energy_export_t1_kwh"}
     assert acc.kinds(EventKind.CLOCK_DRIFT)
     drift = acc.of(meter.address, "meter_clock_drift_s")[-1].value
     assert 2 * 86_400 - 10 < drift < 2 * 86_400 + 10

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols.dlt645 import (
+    FULL_LOAD_RECORD_SIZE,
+    LOAD_FIELDS,
     AddressReply,
     DataReply,
     Decoder,
@@ -191,6 +193,10 @@ def test_freeze_dis() -> None:
     assert freeze_energy_di(62) == 0x0506013E
     assert freeze_time_di(1, hourly=True) == 0x05040001
     assert freeze_energy_di(254, hourly=True) == 0x050401FE
+    assert freeze_energy_di(1, export=True) == 0x05060201
+    assert freeze_energy_di(62, export=True) == 0x0506023E
+    with pytest.raises(LocalProtocolError, match="hourly freezes of export"):
+        freeze_energy_di(1, hourly=True, export=True)
     with pytest.raises(LocalProtocolError, match="daily freeze number 63"):
         freeze_time_di(63)
     with pytest.raises(LocalProtocolError, match="hourly freeze number 0"):
@@ -208,30 +214,36 @@ def test_load_profile_request() -> None:
         load_profile_request_extra(100, start)
 
 
-def test_load_profile_layout() -> None:
+def test_load_profile_record_layout() -> None:
+    # A record of blocks 2 (powers) and 4 (energies): blocks 1, 3, 5 and 6 are empty,
+    # the fields of blocks 2 and 4 without a value are not measured (FFH).
     record = LoadRecord(
         datetime(2026, 11, 23, 10, 15),
         {"energy_import_total_kwh": Decimal("123456.78"), "power_active_total_kw": Decimal("-1.5")},
     )
+    assert record.blocks == {2, 4}
     payload = encode_load_profile([record])
-    assert payload == bytes.fromhex("15 10 23 11 2678 56 34 1200 50 81")
+    ff3, ff4 = "FF FF FF ", "FF FF FF FF "
+    body = "15 10 23 11 26 AA " + "00 50 81 " + ff3 * 7 + "AA AA " + "78 56 34 12 " + ff4 * 3
+    body += "AA AA AA"
+    raw = bytes.fromhex(body)
+    head = bytes.fromhex(f"A0 A0 {len(raw):02X}")
+    assert payload == head + raw + bytes(((sum(head) + sum(raw)) & 0xFF, 0xE5))
+    assert len(payload) == 56
     assert decode_load_profile(payload) == [record]
-    with pytest.raises(RemoteDataError, match="whole number"):
+    with pytest.raises(RemoteDataError, match="offset 0: length byte 51 needs 56 bytes, only 55"):
         decode_load_profile(payload[:-1])
-    with pytest.raises(LocalProtocolError, match="keys"):
-        encode_load_profile([LoadRecord(record.start, {"voltage_l1_v": Decimal(1)})])
+    with pytest.raises(LocalProtocolError, match=r"values \['voltage_l1_v'\] are not fields"):
+        encode_load_profile([LoadRecord(record.start, {"voltage_l1_v": Decimal(1)}, {2})])
 
 
-def test_load_profile_of_sixteen_records_fits_one_reply() -> None:
-    records = [
-        LoadRecord(
-            datetime(2026, 11, 23, n // 4, 15 * (n % 4)),
-            {"energy_import_total_kwh": Decimal(n), "power_active_total_kw": Decimal(n) / 4},
-        )
-        for n in range(16)
-    ]
-    payload = encode_load_profile(records)
-    assert len(payload) == 192
+def test_a_full_load_record_is_103_bytes_and_one_fills_a_reply() -> None:
+    values = {name: Decimal(0) for name in LOAD_FIELDS}
+    record = LoadRecord(datetime(2026, 11, 23, 0, 15), values)
+    payload = encode_load_profile([record])
+    assert len(payload) == FULL_LOAD_RECORD_SIZE == 103
+    assert payload[2] == 98  # the length: record time through the last AAH
     reply = parse_reply(decode_one(read_reply(ADDR, 0x06000001, payload)), V07)
     assert isinstance(reply, DataReply)
-    assert decode_load_profile(reply.payload) == records
+    assert decode_load_profile(reply.payload) == [record]
+    assert 4 + 2 * FULL_LOAD_RECORD_SIZE > 200  # two do not fit one frame

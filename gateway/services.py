@@ -88,7 +88,7 @@ class Services:
             self.analytics_task = self.tg.create_task(closer.run(), name="analytics")
 
     def _start_sink(self, name: str) -> None:
-        sink = SINKS[name].from_config(self.config, self.metrics)
+        sink = SINKS[name].build(self.config, self.metrics)
         if sink is None:
             return
         task = self.tg.create_task(

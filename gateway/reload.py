@@ -77,6 +77,6 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             name in old_buses and name in new_buses and groups_of(old, name) != groups_of(new, name)
         )
     )
-    sink_names = sorted(type(old.sinks).model_fields)
-    sinks = tuple(n for n in sink_names if getattr(old.sinks, n) != getattr(new.sinks, n))
+    sink_names = sorted({*old.sinks.names(), *new.sinks.names()})
+    sinks = tuple(n for n in sink_names if old.sinks.get(n) != new.sinks.get(n))
     return ReloadPlan(kept, buses, sinks, old.ingest != new.ingest, needs_restart)

@@ -1,7 +1,11 @@
 """The daemon's running parts, each a task of the daemon's task group: the forwarders (one
-per sink), the scheduler and the concentrator ingest. Started at start-up, stopped at
-shutdown, and restarted one by one when a reloaded config changes them
-(:mod:`gateway.reload`)."""
+per sink), the scheduler, the concentrator ingest and the ``seq-gaps`` task that closes
+concentrator gaps whose wait is over. Started at start-up, stopped at shutdown, and
+restarted one by one when a reloaded config changes them (:mod:`gateway.reload`).
+
+One gap ledger view serves them all (``/status``, ``metergw_gaps``): the buses' backfills
+and the ingest's seq gaps note their rows there as they commit, and the seq gaps
+(:class:`~gateway.gaps.SeqGaps`) outlive an ingest restarted by a reload."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 from gateway.analytics import daily_closer
 from gateway.buffer import Buffer, JobStore
 from gateway.config import Config
+from gateway.config.northbound import IngestConfig
 from gateway.forward import Forwarder, Sink
 from gateway.forward.registry import SINKS
-from gateway.gaps import GapRecord, watch_filed
+from gateway.gaps import GapCause, GapLedger, GapRecord, SeqGaps, age_seq_gaps, watch_filed
 from gateway.ingest import ConcentratorIngest
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
@@ -51,22 +56,39 @@ class Services:
     ingest: ConcentratorIngest | None = None
     ingest_task: asyncio.Task[None] | None = None
     analytics_task: asyncio.Task[None] | None = None
+    ledger: GapLedger | None = None
+    seq_gaps: SeqGaps | None = None
+    seq_gaps_task: asyncio.Task[None] | None = None
 
     # -- start ---------------------------------------------------------------------------
 
     def start(self, last_stored: dict[str, int], gaps: Sequence[GapRecord] = ()) -> None:
         """Start every configured part; ``gaps``: the ledger's unfinished gaps, whose
-        backfills take up where an earlier run stopped."""
+        backfills take up where an earlier run stopped (and whose concentrator gaps wait on
+        for their messages)."""
+        self.ledger = GapLedger(self.metrics)
+        self.status.gaps = self.ledger
+        seq = [g for g in gaps if g.cause is GapCause.CONCENTRATOR_SEQ]
+        meter_gaps = [g for g in gaps if g.cause is not GapCause.CONCENTRATOR_SEQ]
+        self.ledger.note(seq)
+        self.seq_gaps = SeqGaps(self._seq_gap_wait(), self.ledger)
+        if held := self.seq_gaps.take(seq):
+            log.info("seq_gaps_resumed", gaps=held)
         for name in SINKS:
             self._start_sink(name)
-        self._start_polling(last_stored, gaps)
+        self._start_polling(last_stored, meter_gaps)
+        if self.scheduler is None:
+            self.ledger.note(meter_gaps)  # shown; backfilled when their buses come back
         self._start_ingest()
+        self.seq_gaps_task = self.tg.create_task(
+            age_seq_gaps(self.seq_gaps, self.store), name="seq-gaps"
+        )
         # Each meter's day closed at its local midnight: figures from the local store.
         if closer := daily_closer(lambda: self.config, self.store):
             self.analytics_task = self.tg.create_task(closer.run(), name="analytics")
 
     def _start_sink(self, name: str) -> None:
-        sink = SINKS[name].from_config(self.config, self.metrics)
+        sink = SINKS[name].build(self.config, self.metrics)
         if sink is None:
             return
         task = self.tg.create_task(
@@ -87,12 +109,15 @@ class Services:
         from gateway.scheduler import Scheduler
 
         self.scheduler = Scheduler(
-            self.config, self.store, self.metrics, profile_dirs=self.profile_dirs
+            self.config,
+            self.store,
+            self.metrics,
+            profile_dirs=self.profile_dirs,
+            ledger=self.ledger,
         )
         self.status.scheduler = self.scheduler
         if resumed := self.scheduler.resume(last_stored):
             log.info("polling_resumed", meters=resumed)
-        self.status.gaps = self.scheduler.gaps
         if queued := self.scheduler.resume_gaps(gaps):
             log.info("backfill_resumed", gaps=queued)
         self.scheduler_task = self.tg.create_task(self.scheduler.run(), name="scheduler")
@@ -103,6 +128,8 @@ class Services:
     def _start_ingest(self) -> None:
         if self.config.ingest is None:
             return
+        if self.seq_gaps is not None:
+            self.seq_gaps.wait_ms = int(self._seq_gap_wait() * 1000)
         # Ingest submits write jobs itself (a message's sequence mark and content key
         # commit with its readings), through the same write path.
         self.ingest = ConcentratorIngest(
@@ -111,15 +138,28 @@ class Services:
             self.metrics,
             gateway_name=self.config.gateway.name,
             marks=self.buffer.marks(),
+            seq_gaps=self.seq_gaps,
         )
         self.status.ingest = self.ingest
         self.ingest_task = self.tg.create_task(self.ingest.run(), name="ingest")
+
+    def _seq_gap_wait(self) -> float:
+        ingest = self.config.ingest
+        if ingest is not None:
+            return ingest.seq_gap_wait
+        return float(IngestConfig.model_fields["seq_gap_wait"].default)
 
     # -- what shutdown needs -------------------------------------------------------------
 
     @property
     def sources(self) -> list[asyncio.Task[Any]]:
-        tasks = (self.scheduler_task, self.gaps_task, self.ingest_task, self.analytics_task)
+        tasks = (
+            self.scheduler_task,
+            self.gaps_task,
+            self.ingest_task,
+            self.analytics_task,
+            self.seq_gaps_task,
+        )
         return [t for t in tasks if t is not None]
 
     @property

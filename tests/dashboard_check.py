@@ -23,7 +23,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.buffer import EventRow, ReadingRow
-from gateway.config.northbound import InfluxSinkConfig
+from gateway.forward.influx import InfluxSinkConfig
 from gateway.forward.lineproto import event_lines, reading_lines
 from gateway.metrics import Metrics
 from gateway.model import EventKind, Quality

@@ -50,7 +50,7 @@ def test_schema_covers_every_section_with_descriptions() -> None:
 def test_demo_config_loads_and_its_sections_are_documented() -> None:
     cfg = load_config(ROOT / "config/demo.toml")
     assert cfg.embedded_broker.enabled
-    assert cfg.sinks.local is not None
+    assert "local" in cfg.sinks
     doc = reference_markdown()
     raw = tomllib.loads((ROOT / "config/demo.toml").read_text(encoding="utf-8"))
     for section, values in raw.items():

@@ -166,8 +166,7 @@ class DailyCloser:
 
 def daily_closer(config: Callable[[], Config], store: Submitter) -> DailyCloser | None:
     """The daemon's closer, or None without an enabled ``[sinks.local]`` (its input)."""
-    local = config().sinks.local
-    if local is None or not local.enabled:
+    if "local" not in config().sinks.enabled():
         log.info("daily_analytics_off", reason="needs [sinks.local]")
         return None
     return DailyCloser(config, store)

@@ -25,8 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Self
 
 from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
@@ -42,6 +40,7 @@ from gateway.buffer.rows import (
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
 from gateway.buffer.writer import BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
+from gateway.lifecycle import Lifecycle
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, Quality, Reading, TimeSource, rows_of
@@ -95,7 +94,7 @@ def count_flags(metrics: Metrics, rows: Sequence[ReadingValues]) -> None:
             metrics.readings_flagged.labels(flag=name).inc(n)
 
 
-class Buffer:
+class Buffer(Lifecycle):
     """The durable store every reading passes through. Use :meth:`open`.
 
     Sources reach it through the write path (:mod:`gateway.writepath`), forwarders
@@ -150,15 +149,11 @@ class Buffer:
         log.info("buffer_opened", path=path, rows=writer.rows, head_seq=writer.head_seq)
         return cls(writer, pool, config, metrics)
 
-    async def __aenter__(self) -> Self:
-        return self
+    async def start(self) -> None:
+        """Nothing left to do: :meth:`open` opened it (``async with await Buffer.open(...)``)."""
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def stop(self) -> None:
+        """:meth:`close`, under the name ``async with`` calls on the way out."""
         await self.close()
 
     # -- writing -----------------------------------------------------------------------

@@ -195,7 +195,6 @@ class BufferWriter:
         for job in jobs:
             job.outcome = Outcome.ACCEPTED
             refs.extend(job.refs)  # kept even when the job's message is a repeat
-            gaps.extend(job.gaps)
             if job.once is not None:
                 if job.once in seen_now or c.execute(_SEEN, job.once).fetchone() is not None:
                     job.outcome = Outcome.DUPLICATE
@@ -204,6 +203,7 @@ class BufferWriter:
                     seen_now.add(job.once)
                     seen_rows.append((*job.once, now))
             if job.outcome is Outcome.ACCEPTED:
+                gaps.extend(job.gaps)  # a repeat's message changed no gap
                 if job.mark is not None:
                     mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
                 for values in job.rows:

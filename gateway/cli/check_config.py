@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     meters = sum(len(b.meters) for b in cfg.buses)
-    sinks = [name for name in ("influx", "mqtt", "local") if getattr(cfg.sinks, name) is not None]
+    on = cfg.sinks.enabled()
+    sinks = [name if name in on else f"{name} (disabled)" for name in cfg.sinks.names()]
     warned = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
     print(
         f"{args.file}: ok: gateway {cfg.gateway.name!r}, {len(cfg.buses)} buses, "

@@ -61,7 +61,8 @@ def _doc(model: type[BaseModel], name: str) -> str:
     for cls in model.__mro__:
         if name in field_docs(cls):
             return field_docs(cls)[name]
-    return ""
+    info = model.model_fields.get(name)  # a model built at run time has no source
+    return info.description or "" if info is not None else ""
 
 
 def _is_duration(info: FieldInfo) -> bool:
@@ -84,6 +85,10 @@ def _models(root: type[BaseModel]) -> Iterator[type[BaseModel]]:
 
 
 def _nested(annotation: Any) -> list[type[BaseModel]]:
+    from gateway.config.northbound import SinksConfig
+
+    if isinstance(annotation, type) and issubclass(annotation, SinksConfig):
+        return [annotation.as_fields()]  # the registered sinks, one field each
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for a in typing.get_args(annotation) for m in _nested(a)]

@@ -90,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
     meter_id, zone = found or (meter, zoneinfo.ZoneInfo(cfg.gateway.timezone))
     path = local_path(cfg)
     if not Path(path).exists():
-        local = cfg.sinks.local
-        why = "" if local is not None and local.enabled else " ([sinks.local] is not enabled)"
+        why = "" if "local" in cfg.sinks.enabled() else " ([sinks.local] is not enabled)"
         print(f"no local store at {path}{why}: report daily reads it", file=sys.stderr)
         return EXIT_NO_DATA
     try:

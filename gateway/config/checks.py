@@ -63,14 +63,13 @@ def config_warnings(config: Config) -> list[Finding]:
                 )
     if not any(bus.meters for bus in config.buses) and config.ingest is None:
         warnings.append(("", "no source of readings: no [[buses.meters]] and no [ingest] section"))
-    sinks = config.sinks
-    local = sinks.local is not None and sinks.local.enabled
-    if sinks.influx is None and sinks.mqtt is None and not local:
+    if not config.sinks.enabled():
+        *others, last = [f"[sinks.{name}]" for name in config.sinks.sections()]
+        choice = f"{', '.join(others)} or {last}" if others else last
         warnings.append(
             (
                 "sinks",
-                "no sink: readings are kept in the buffer and forwarded nowhere "
-                "(add [sinks.influx], [sinks.mqtt] or [sinks.local])",
+                f"no sink: readings are kept in the buffer and forwarded nowhere (add {choice})",
             )
         )
     return warnings

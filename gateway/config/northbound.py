@@ -1,21 +1,42 @@
-"""Northbound sections: the buffer, concentrator ingest and the sinks."""
+"""Northbound sections: the buffer, concentrator ingest and the sinks.
+
+Each sink's own section model lives beside the sink (``gateway/forward/NAME.py``);
+``[sinks]`` is validated through the sink registry (:class:`SinksConfig`).
+"""
 
 from __future__ import annotations
 
+import inspect
+import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
+    BaseModel,
+    ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    ModelWrapValidatorHandler,
+    RootModel,
     SecretStr,
+    SerializeAsAny,
+    ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import (
+    CoreSchema,
+    ErrorDetails,
+    InitErrorDetails,
+    PydanticCustomError,
+)
 
-from gateway.config.base import ConfigPath, Duration, Section
+from gateway.config.base import ConfigPath, Duration, Section, did_you_mean
 from gateway.config.security import (
     TlsConfig,
     check_url,
@@ -26,10 +47,9 @@ from gateway.config.security import (
 )
 
 _MQTT_SCHEMES = ("mqtt", "mqtts")
-_HTTP_SCHEMES = ("http", "https")
 
 
-def _secret_file(value: str | None, info: ValidationInfo) -> str | None:
+def resolve_secret_file(value: str | None, info: ValidationInfo) -> str | None:
     """Resolve a ``*_file`` secret and check it can be read (the error names the key)."""
     if value is None:
         return None
@@ -38,7 +58,10 @@ def _secret_file(value: str | None, info: ValidationInfo) -> str | None:
     return str(path)
 
 
-def _tls_scheme(value: TlsConfig | None, info: ValidationInfo, scheme: str) -> TlsConfig | None:
+def check_tls_scheme(
+    value: TlsConfig | None, info: ValidationInfo, scheme: str
+) -> TlsConfig | None:
+    """A ``tls`` table is only meaningful with a ``{scheme}://`` url (a field validator's body)."""
     url = info.data.get("url")
     if value is not None and isinstance(url, str) and not url.startswith(f"{scheme}://"):
         plain = url.partition("://")[0]
@@ -46,7 +69,8 @@ def _tls_scheme(value: TlsConfig | None, info: ValidationInfo, scheme: str) -> T
     return value
 
 
-def _fill(model: Section, name: str, value: SecretStr) -> None:
+def fill_secret(model: Section, name: str, value: SecretStr) -> None:
+    """Set a secret read from its ``*_file`` on a frozen model (in an after-validator)."""
     # The models are frozen; a secret read from its file is filled in once, during
     # validation, so that every user of the config finds it in one place.
     object.__setattr__(model, name, value)
@@ -138,17 +162,17 @@ class MqttBroker(Section):
                 raise ValueError("password is set too; give one of them")
             if info.data.get("username") is None:
                 raise ValueError("needs username (MQTT sends no password without one)")
-        return _secret_file(value, info)
+        return resolve_secret_file(value, info)
 
     @field_validator("tls")
     @classmethod
     def _tls_needs_mqtts(cls, value: TlsConfig | None, info: ValidationInfo) -> TlsConfig | None:
-        return _tls_scheme(value, info, "mqtts")
+        return check_tls_scheme(value, info, "mqtts")
 
     @model_validator(mode="after")
     def _read_password_file(self) -> Self:
         if self.password_file is not None:
-            _fill(self, "password", read_secret(Path(self.password_file)))
+            fill_secret(self, "password", read_secret(Path(self.password_file)))
         return self
 
     @property
@@ -200,6 +224,10 @@ class IngestConfig(Section):
     """Readings stamped before this are refused (quarantined with the reason)."""
     ts_max_ahead: Duration = 86400.0
     """Readings stamped more than this ahead of the gateway clock are refused."""
+    seq_gap_wait: Duration = Field(default=3600.0, gt=0)
+    """How long a concentrator's seq gap waits for its missing messages (a concentrator
+    or broker sending them late) after it opened or after the last one came; then it is
+    closed ``partly_filled`` (some came) or ``unrecoverable`` (none came)."""
 
     _topics = field_validator("topics")(lambda topics: [_check_topic(t) for t in topics])
 
@@ -209,92 +237,122 @@ class IngestConfig(Section):
         return any(t.startswith("$share/") for t in self.topics)
 
 
-class InfluxSinkConfig(Section):
-    """``[sinks.influx]``: InfluxDB v2 write API (or anything that speaks it)."""
-
-    url: str
-    """``http://host:8086`` or ``https://...`` (TLS, refined by ``tls``)."""
-    token: SecretStr | None = None
-    """API token, inline or ``${VAR}``; or use ``token_file``. Never logged."""
-    token_file: str | None = None
-    """File holding the token (one line); a bare name is a systemd credential in
-    ``$CREDENTIALS_DIRECTORY``, as for ``password_file``."""
-    org: str
-    bucket: str
-    measurement: str = Field(default="meter", min_length=1)
-    batch_size: int = Field(default=5000, gt=0)
-    """Most points per write request."""
-    flush_interval: Duration = 1.0
-    """Longest a point waits for a fuller batch."""
-    timeout: Duration = 10.0
-    """HTTP timeout of one write."""
-    tls: TlsConfig | None = None
-    """CA file, client certificate and key, ``insecure``; needs an ``https://`` URL."""
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        if split_url_credentials(url)[1:] != (None, None):
-            raise ValueError("credentials in the url are not used: set token or token_file")
-        return check_url(url, _HTTP_SCHEMES, "an HTTP")
-
-    @field_validator("token_file")
-    @classmethod
-    def _token_file(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and info.data.get("token") is not None:
-            raise ValueError("token is set too; give one of them")
-        return _secret_file(value, info)
-
-    @field_validator("tls")
-    @classmethod
-    def _tls_needs_https(cls, value: TlsConfig | None, info: ValidationInfo) -> TlsConfig | None:
-        return _tls_scheme(value, info, "https")
-
-    @model_validator(mode="after")
-    def _read_token_file(self) -> Self:
-        if self.token_file is not None:
-            _fill(self, "token", read_secret(Path(self.token_file)))
-        if self.token is None:
-            raise ValueError("token or token_file is required")
-        return self
-
-    def token_value(self) -> str:
-        """The API token (validation made sure there is one)."""
-        return self.token.get_secret_value() if self.token is not None else ""
-
-    @property
-    def uses_tls(self) -> bool:
-        """True for ``https://``."""
-        return self.url.startswith("https://")
-
-
-class MqttSinkConfig(Section):
-    """``[sinks.mqtt]``: real-time readings to an MQTT topic tree at QoS 1."""
-
-    broker: MqttBroker
-    topic_prefix: str = "metergw/v1"
-    """Readings go to ``{topic_prefix}/{gateway}/readings``, events to ``.../events``."""
-    batch_size: int = Field(default=500, gt=0)
-    """Readings per MQTT message."""
-    flush_interval: Duration = 0.5
-    """Longest a reading waits for a fuller message."""
-
-
-class LocalSinkConfig(Section):
-    """``[sinks.local]``: readings kept queryable on the box (``metergw query``)."""
+class SinkSection(Section):
+    """What every ``[sinks.NAME]`` section has; each sink's model adds its own keys."""
 
     enabled: bool = True
-    path: ConfigPath | None = None
-    """Database file; defaults to ``{gateway.state_dir}/local.sqlite``."""
-    retention: Duration = 7 * 86400.0
-    """Readings older than this (by their own timestamp) are deleted."""
-    batch_size: int = Field(default=5000, gt=0)
-    flush_interval: Duration = 0.5
+    """``false`` keeps the section but runs no sink (its cursor waits in the buffer)."""
 
 
-class SinksConfig(Section):
-    """``[sinks]``: where readings are forwarded; each has its own cursor."""
+S = TypeVar("S", bound=SinkSection)
 
-    influx: InfluxSinkConfig | None = None
-    mqtt: MqttSinkConfig | None = None
-    local: LocalSinkConfig | None = None
+
+def _summary(model: type[BaseModel]) -> str:
+    """The first paragraph of a section model's docstring, as one line, without the
+    ``[section]``: it starts with."""
+    first = inspect.cleandoc(model.__doc__ or "").split("\n\n")[0]
+    first = " ".join(re.sub(r"^``\[[^\]]*\]+``: ", "", first).split())
+    return first[:1].upper() + first[1:]
+
+
+def _in_section(name: str, error: ErrorDetails) -> InitErrorDetails:
+    """One error of ``[sinks.NAME]``'s own validation, located under ``NAME``."""
+    message = error["msg"]
+    return {
+        # Re-raised under its own type, so messages and "did you mean" read as before.
+        "type": PydanticCustomError(error["type"], message),
+        "loc": (name, *error["loc"]),
+        "input": error["input"],
+    }
+
+
+class SinksConfig(RootModel[dict[str, SerializeAsAny[SinkSection]]]):
+    """``[sinks]``: where readings are forwarded, one ``[sinks.NAME]`` table per sink.
+
+    Each sink has its own cursor in the buffer. Which names exist, and what each
+    table holds, is the sink registry's: an unknown name is an error naming it.
+    """
+
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
+
+    root: dict[str, SerializeAsAny[SinkSection]] = Field(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_registry(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
+        if not isinstance(data, dict):
+            return handler(data)  # a SinksConfig as it is, or pydantic's own type error
+        models = cls.sections()
+        errors: list[InitErrorDetails] = []
+        sections: dict[str, SinkSection] = {}
+        for name, raw in data.items():
+            model = models.get(name)
+            if model is None:
+                hint = did_you_mean(str(name), models)
+                message = f"unknown sink {name!r}" + (f"; {hint}" if hint else "")
+                message += f" (sinks: {', '.join(models)})"
+                error = PydanticCustomError("unknown_sink", message)
+                errors.append({"type": error, "loc": (name,), "input": raw})
+                continue
+            try:
+                sections[name] = model.model_validate(raw, context=info.context)
+            except ValidationError as exc:
+                errors += [_in_section(name, e) for e in exc.errors(include_url=False)]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors, hide_input=True)
+        return handler({name: sections[name] for name in models if name in sections})
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """One optional table per registered sink (its model, under ``$defs``); no other."""
+        return handler(cls.as_fields().__pydantic_core_schema__)
+
+    @classmethod
+    def as_fields(cls) -> type[Section]:
+        """``[sinks]`` as a plain model, one optional field per registered sink: the shape
+        the JSON Schema and the reference page are made from (validation is the registry's,
+        in :meth:`_by_registry`, so that a sink registered later is seen)."""
+        fields: dict[str, Any] = {
+            name: (model | None, Field(default=None, description=_summary(model)))
+            for name, model in cls.sections().items()
+        }
+        return create_model(cls.__name__, __base__=Section, __doc__=cls.__doc__, **fields)
+
+    @classmethod
+    def sections(cls) -> dict[str, type[SinkSection]]:
+        """``[sinks.NAME]`` -> the model its table is validated with, in registry order."""
+        # The registry is gateway/forward/registry.py and each sink's module holds its
+        # config model, so that a new sink is one file and one registry line. It is looked
+        # up when a file is validated rather than imported with this module: the sink
+        # modules import this layer's shared pieces (Section, MqttBroker, TlsConfig), so a
+        # module-level import would be circular; and a sink registered at run time is seen.
+        from gateway.forward.registry import SINKS
+
+        return {name: entry.config for name, entry in SINKS.items()}
+
+    def names(self) -> list[str]:
+        """The configured sinks, enabled or not, in registry order."""
+        return list(self.root)
+
+    def enabled(self) -> list[str]:
+        """The configured sinks that run (``enabled`` is not false)."""
+        return [name for name, section in self.root.items() if section.enabled]
+
+    def get(self, name: str) -> SinkSection | None:
+        """``[sinks.NAME]``, or None when the file has no such table."""
+        return self.root.get(name)
+
+    def section(self, name: str, model: type[S]) -> S | None:
+        """``[sinks.NAME]`` as its own model (typed), or None when the file has none."""
+        section = self.root.get(name)
+        return section if isinstance(section, model) else None
+
+    def __getitem__(self, name: str) -> SinkSection:
+        return self.root[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.root

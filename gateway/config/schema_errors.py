@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from gateway.config.base import did_you_mean
 from gateway.config.model import Config
+from gateway.config.northbound import SinksConfig
 from protocols.quantities import QUANTITIES
 
 Loc = tuple[int | str, ...]
@@ -245,6 +246,8 @@ def _step(annotation: Any, part: int | str) -> Any:
         return args[0]
     if origin is dict and isinstance(part, str):
         return args[1]
+    if isinstance(annotation, type) and issubclass(annotation, SinksConfig):
+        return annotation.sections().get(str(part))  # a registry's tables, not fields
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         info = annotation.model_fields.get(str(part))
         return None if info is None else info.annotation

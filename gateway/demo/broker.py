@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from gateway.lifecycle import Lifecycle
 from gateway.logs import get_logger
 
 log = get_logger("broker")
@@ -23,7 +23,7 @@ class BrokerStartError(Exception):
     """The embedded broker could not listen (port taken, bad address)."""
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Lifecycle):
     """``async with EmbeddedBroker(host, port):`` runs an MQTT 3.1.1 broker.
 
     Anonymous clients are allowed: bind it to 127.0.0.1 (the default).
@@ -89,15 +89,3 @@ class EmbeddedBroker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(broker.shutdown(), timeout=5.0)
         log.info("embedded_broker_stopped", host=self.host, port=self.port)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

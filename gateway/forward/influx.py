@@ -21,18 +21,32 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from gateway.buffer import Batch
+from gateway.config.base import Duration
 from gateway.config.model import Config
-from gateway.config.northbound import InfluxSinkConfig
-from gateway.config.security import client_ssl_context
+from gateway.config.northbound import (
+    SinkSection,
+    check_tls_scheme,
+    fill_secret,
+    resolve_secret_file,
+)
+from gateway.config.security import (
+    TlsConfig,
+    check_url,
+    client_ssl_context,
+    read_secret,
+    split_url_credentials,
+)
 from gateway.forward.lineproto import event_lines, reading_lines
 from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
 from gateway.ingest.login import describe_connect_error
@@ -44,6 +58,65 @@ log = get_logger("forward")
 _MS: Any = WritePrecision.MS  # a str constant the library's annotations call an enum
 _SPLIT = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
+
+
+class InfluxSinkConfig(SinkSection):
+    """``[sinks.influx]``: InfluxDB v2 write API (or anything that speaks it)."""
+
+    url: str
+    """``http://host:8086`` or ``https://...`` (TLS, refined by ``tls``)."""
+    token: SecretStr | None = None
+    """API token, inline or ``${VAR}``; or use ``token_file``. Never logged."""
+    token_file: str | None = None
+    """File holding the token (one line); a bare name is a systemd credential in
+    ``$CREDENTIALS_DIRECTORY``, as for ``password_file``."""
+    org: str
+    bucket: str
+    measurement: str = Field(default="meter", min_length=1)
+    batch_size: int = Field(default=5000, gt=0)
+    """Most points per write request."""
+    flush_interval: Duration = 1.0
+    """Longest a point waits for a fuller batch."""
+    timeout: Duration = 10.0
+    """HTTP timeout of one write."""
+    tls: TlsConfig | None = None
+    """CA file, client certificate and key, ``insecure``; needs an ``https://`` URL."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if split_url_credentials(url)[1:] != (None, None):
+            raise ValueError("credentials in the url are not used: set token or token_file")
+        return check_url(url, ("http", "https"), "an HTTP")
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("token") is not None:
+            raise ValueError("token is set too; give one of them")
+        return resolve_secret_file(value, info)
+
+    @field_validator("tls")
+    @classmethod
+    def _tls_needs_https(cls, value: TlsConfig | None, info: ValidationInfo) -> TlsConfig | None:
+        return check_tls_scheme(value, info, "https")
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Self:
+        if self.token_file is not None:
+            fill_secret(self, "token", read_secret(Path(self.token_file)))
+        if self.token is None:
+            raise ValueError("token or token_file is required")
+        return self
+
+    def token_value(self) -> str:
+        """The API token (validation made sure there is one)."""
+        return self.token.get_secret_value() if self.token is not None else ""
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for ``https://``."""
+        return self.url.startswith("https://")
 
 
 class _Refused(Exception):
@@ -110,9 +183,9 @@ class InfluxSink:
         self._api = self._client.write_api(write_options=SYNCHRONOUS)
 
     @classmethod
-    def from_config(cls, config: Config, metrics: Metrics) -> InfluxSink | None:
-        """The ``[sinks.influx]`` sink, or None when it is not configured."""
-        return None if config.sinks.influx is None else cls(config.sinks.influx, metrics)
+    def from_config(cls, section: InfluxSinkConfig, config: Config, metrics: Metrics) -> Self:
+        """The sink of a ``[sinks.influx]`` section."""
+        return cls(section, metrics)
 
     def _post(self, body: str) -> None:
         try:

@@ -14,10 +14,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
+
+from pydantic import Field
 
 from gateway.buffer import Batch
+from gateway.config.base import ConfigPath, Duration
 from gateway.config.model import Config
-from gateway.config.northbound import LocalSinkConfig
+from gateway.config.northbound import SinkSection
 from gateway.forward.sink import SinkUnavailable, WriteResult
 from gateway.metrics import Metrics
 
@@ -36,9 +40,20 @@ _DDL = (
 RETENTION_EVERY_S = 60.0
 
 
+class LocalSinkConfig(SinkSection):
+    """``[sinks.local]``: readings kept queryable on the box (``metergw query``)."""
+
+    path: ConfigPath | None = None
+    """Database file; defaults to ``{gateway.state_dir}/local.sqlite``."""
+    retention: Duration = 7 * 86400.0
+    """Readings older than this (by their own timestamp) are deleted."""
+    batch_size: int = Field(default=5000, gt=0)
+    flush_interval: Duration = 0.5
+
+
 def local_path(config: Config) -> str:
     """Where the local readings live for this config."""
-    local = config.sinks.local
+    local = config.sinks.section("local", LocalSinkConfig)
     if local is not None and local.path:
         return local.path
     return f"{config.gateway.state_dir}/local.sqlite"
@@ -102,12 +117,9 @@ class LocalSink:
         self._last_retention = 0.0
 
     @classmethod
-    def from_config(cls, config: Config, metrics: Metrics) -> LocalSink | None:
-        """The ``[sinks.local]`` sink, or None when it is absent or disabled."""
-        local = config.sinks.local
-        if local is None or not local.enabled:
-            return None
-        return cls(local, local_path(config))
+    def from_config(cls, section: LocalSinkConfig, config: Config, metrics: Metrics) -> Self:
+        """The sink of a ``[sinks.local]`` section (its file defaults to the state dir)."""
+        return cls(section, local_path(config))
 
     def _write(self, batch: Batch) -> None:
         if self._conn is None:

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
 import orjson
 from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import Field
 
 from gateway.buffer import Batch
 from gateway.buffer.rows import EVENT_COLUMNS, READING_COLUMNS
+from gateway.config.base import Duration
 from gateway.config.model import Config
-from gateway.config.northbound import MqttSinkConfig
+from gateway.config.northbound import MqttBroker, SinkSection
 from gateway.config.security import client_ssl_context
 from gateway.forward.sink import SinkAuthError, SinkUnavailable, WriteResult
 from gateway.ingest.login import BROKER_BUSY, describe_connect_error
@@ -39,6 +41,18 @@ from gateway.model import Quality
 log = get_logger("forward")
 
 NORTHBOUND_SCHEMA = "metergw.northbound/1"
+
+
+class MqttSinkConfig(SinkSection):
+    """``[sinks.mqtt]``: real-time readings to an MQTT topic tree at QoS 1."""
+
+    broker: MqttBroker
+    topic_prefix: str = "metergw/v1"
+    """Readings go to ``{topic_prefix}/{gateway}/readings``, events to ``.../events``."""
+    batch_size: int = Field(default=500, gt=0)
+    """Readings per MQTT message."""
+    flush_interval: Duration = 0.5
+    """Longest a reading waits for a fuller message."""
 
 
 class MqttSink:
@@ -61,10 +75,9 @@ class MqttSink:
             log.warning("tls_verification_disabled", broker=b.url, part=f"sink {name}")
 
     @classmethod
-    def from_config(cls, config: Config, metrics: Metrics) -> MqttSink | None:
-        """The ``[sinks.mqtt]`` sink, or None when it is not configured."""
-        mqtt = config.sinks.mqtt
-        return None if mqtt is None else cls(mqtt, config.gateway.name)
+    def from_config(cls, section: MqttSinkConfig, config: Config, metrics: Metrics) -> Self:
+        """The sink of a ``[sinks.mqtt]`` section (topics under the gateway's name)."""
+        return cls(section, config.gateway.name)
 
     async def _connect(self) -> aiomqtt.Client:
         if self._client is not None:

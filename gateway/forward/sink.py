@@ -1,4 +1,5 @@
-"""The sink interface: write a batch, say which points were refused for good.
+"""The sink interface: built from its config section, writes a batch, says which
+points were refused for good.
 
 A sink raises :class:`SinkUnavailable` for anything worth retrying (no
 connection, 5xx, 429) and :class:`SinkAuthError` when it is refused
@@ -10,9 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gateway.buffer import Batch
+
+if TYPE_CHECKING:
+    from gateway.config.model import Config
+    from gateway.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,11 @@ class SinkAuthError(SinkError):
 
 
 class Sink(Protocol):
-    """A destination with its own cursor in the buffer."""
+    """A destination with its own cursor in the buffer.
+
+    A sink's module holds its config model (a ``SinkSection``) and its class; the
+    registry (:mod:`gateway.forward.registry`) names the pair.
+    """
 
     name: str
     """Config name (``influx``, ``mqtt``, ``local``): also the cursor's name."""
@@ -49,6 +58,12 @@ class Sink(Protocol):
     """Most readings handed to one ``write``."""
     flush_interval: float
     """Longest a reading waits for a fuller batch, seconds."""
+
+    @classmethod
+    def from_config(cls, section: Any, config: Config, metrics: Metrics) -> Self:
+        """The sink of its validated ``[sinks.NAME]`` ``section`` (of the model the registry
+        names); ``config`` gives gateway-wide settings (its name, the state directory)."""
+        ...
 
     async def write(self, batch: Batch) -> WriteResult:
         """Write every row of ``batch``; return once the sink confirmed them."""

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from gateway.buffer.rows import GapRow
+from gateway.model import Event, EventKind
 
 
 class GapState(enum.StrEnum):
@@ -97,6 +98,16 @@ class GapRecord:
     def missing(self) -> int:
         """Expected intervals not (yet) present."""
         return max(0, self.expected - self.recovered)
+
+    @property
+    def seqs(self) -> tuple[int, int] | None:
+        """A concentrator gap's missing seq numbers, first and last (``None`` for a meter's
+        gap). Its counter is its clock: ``meter_start_ms``/``meter_end_ms`` hold the seq
+        span (start exclusive, end inclusive) and ``todo_*`` the part still missing, counted
+        in messages (see :mod:`gateway.gaps.network`)."""
+        if self.cause is not GapCause.CONCENTRATOR_SEQ:
+            return None
+        return self.meter_start_ms + 1, self.meter_end_ms
 
     @classmethod
     def opened(
@@ -193,6 +204,12 @@ class GapRecord:
         span = max(1, self.meter_end_ms - self.meter_start_ms)
         left = self.todo_to_ms - self.todo_from_ms
         progress = 1.0 if not self.state.active else max(0.0, 1 - left / span)
+        seqs = self.seqs
+        if seqs is not None and self.state.active:  # messages came in any order
+            progress = self.recovered / max(1, self.expected)
+        extra: dict[str, object] = {} if seqs is None else {"counted_in": "messages"}
+        if seqs is not None:
+            extra["seq_first"], extra["seq_last"] = seqs
         return {
             "id": self.id,
             "meter": self.meter,
@@ -208,6 +225,7 @@ class GapRecord:
             "progress": round(min(1.0, progress), 3),
             "updated_ms": self.updated_ms,
             "reason": self.reason,
+            **extra,
         }
 
 
@@ -216,3 +234,28 @@ GAP_COLUMNS = (
     "missing, updated_ms, todo_from_ms, todo_to_ms, meter_start_ms, meter_end_ms, settled, "
     "bus, reason"
 )
+
+
+_STATE_EVENT = {
+    GapState.OPEN: EventKind.GAP_OPENED,
+    GapState.FILLING: EventKind.GAP_FILLING,
+    GapState.FILLED: EventKind.GAP_FILLED,
+    GapState.PARTLY_FILLED: EventKind.GAP_PARTLY_FILLED,
+    GapState.UNRECOVERABLE: EventKind.GAP_UNRECOVERABLE,
+}
+
+
+def gap_event(rec: GapRecord, reason: str, now_ms: int, **extra: str | int | bool) -> Event:
+    """The event of ``rec``'s state change, with its counts."""
+    detail: dict[str, str | int | float | bool | None] = {
+        "gap": rec.id,
+        "cause": rec.cause.value,
+        "from_ms": rec.start_ms,
+        "to_ms": rec.end_ms,
+        "interval_s": rec.interval_s,
+        "expected": rec.expected,
+        "recovered": rec.recovered,
+        "missing": rec.missing,
+        **extra,
+    }
+    return Event(_STATE_EVENT[rec.state], now_ms, rec.meter, reason, detail)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,9 +41,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.buffer import JobStore, Outcome, QuarantineEntry, WriteJob
 from gateway.config.northbound import IngestConfig
 from gateway.config.security import client_ssl_context
+from gateway.gaps.network import SeqGaps
 from gateway.ingest.decode import TimeWindow, decode_message, message_job, reason_kind
 from gateway.ingest.login import BrokerLogin
-from gateway.ingest.sequence import SequenceTracker
+from gateway.ingest.sequence import FollowUp, SeqPlan, SequenceTracker
+from gateway.ingest.window import Window
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Event, EventKind
@@ -54,44 +55,6 @@ log = get_logger("ingest")
 
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
-
-
-class _Window:
-    """Messages received and not yet committed, bounded by count and by payload bytes.
-
-    paho's network thread takes a place before it hands a message over, and waits while
-    the window is full: TCP then pushes back and the broker queues (it must:
-    ``max_queued_messages 0``). Each message holds its decoded rows until its commit, so
-    this bounds memory however fast concentrators publish or however long the buffer
-    fails. A message larger than the byte bound is taken when the window is empty.
-    """
-
-    def __init__(self, messages: int, nbytes: int) -> None:
-        self.max_messages = messages
-        self.max_bytes = nbytes
-        self.messages = 0
-        self.bytes = 0
-        self._cond = threading.Condition()
-
-    def take(self, size: int, stopping: Callable[[], bool]) -> bool:
-        """Wait for a place for ``size`` bytes (paho's thread); False if stopping."""
-        with self._cond:
-            while self.messages >= self.max_messages or (
-                self.messages and self.bytes + size > self.max_bytes
-            ):
-                if stopping():
-                    return False
-                self._cond.wait(1.0)
-            self.messages += 1
-            self.bytes += size
-            return True
-
-    def give_back(self, size: int) -> None:
-        """A message was committed and acknowledged (event loop)."""
-        with self._cond:
-            self.messages -= 1
-            self.bytes -= size
-            self._cond.notify()
 
 
 @dataclass(order=True, slots=True)
@@ -107,6 +70,8 @@ class _Message:
     """Payload bytes: its share of the window."""
     job: WriteJob | None = field(default=None, compare=False)
     """Decoded once; a retry resubmits the same job."""
+    plan: SeqPlan | None = field(default=None, compare=False)
+    """What its ``seq`` was taken to mean (planned once, with the job)."""
 
 
 def _now_ms() -> int:
@@ -129,8 +94,11 @@ class ConcentratorIngest:
         *,
         gateway_name: str,
         marks: Mapping[str, tuple[int, int]] = {},
+        seq_gaps: SeqGaps | None = None,
     ) -> None:
-        """``marks``: each concentrator's newest stored (seq, ts) (``Buffer.marks()``)."""
+        """``marks``: each concentrator's newest stored (seq, ts) (``Buffer.marks()``);
+        ``seq_gaps``: the ledger's concentrator gaps (the daemon's, kept across reloads);
+        without it a seq jump is only a ``network_gap`` event."""
         self._config = config
         self._store = acceptor
         self._metrics = metrics
@@ -146,9 +114,9 @@ class ConcentratorIngest:
         self._failing = False
         self._has_held = asyncio.Event()
         self._connected = False
-        self._window = _Window(config.window_messages, config.window_bytes)
+        self._window = Window(config.window_messages, config.window_bytes)
         self._stopping = False
-        self.sequence = SequenceTracker(marks, shared=config.shared)
+        self.sequence = SequenceTracker(marks, shared=config.shared, gaps=seq_gaps)
         self.received = 0
         self.duplicates = 0
         self.rejected = 0
@@ -244,6 +212,8 @@ class ConcentratorIngest:
             await self._retry_forever()
         finally:
             self._stopping = True
+            for msg in self._held:  # never stored by this run: the broker sends them again
+                self._abandon(msg)
             self._mqtt.disconnect()
             await asyncio.to_thread(self._mqtt.loop_stop)
             self._set_connected(False, "stopped")
@@ -292,7 +262,16 @@ class ConcentratorIngest:
             )
         except PayloadError as exc:
             return self._reject(msg, exc.reason)
-        return message_job(msg.topic, msg.payload, msg.received_ms, d)
+        job = message_job(msg.topic, msg.payload, msg.received_ms, d)
+        assert job.mark is not None
+        # In arrival order (the order of commits): a gap's row commits with the message
+        # that revealed it, a late message's count with the message.
+        msg.plan, job.mark = self.sequence.plan(job.mark, msg.received_ms)
+        if msg.plan.events:
+            job.events = (*job.events, *msg.plan.events)
+        if msg.plan.records:
+            job.gaps = [r.row() for r in msg.plan.records]
+        return job
 
     def _reject(self, msg: _Message, reason: str) -> WriteJob:
         self.rejected += 1
@@ -313,6 +292,9 @@ class ConcentratorIngest:
     def _after(self, msg: _Message) -> Callable[[asyncio.Future[WriteJob]], None]:
         def done(fut: asyncio.Future[WriteJob]) -> None:
             if fut.cancelled() or fut.exception() is not None:
+                if self._stopping:
+                    self._abandon(msg)
+                    return
                 # Not stored: hold it (and everything after it) and retry in order.
                 self._failing = True
                 self._hold(msg)
@@ -329,28 +311,49 @@ class ConcentratorIngest:
         elif job.outcome is Outcome.REJECTED:
             self.rejected += 1
             self._metrics.payloads_rejected.labels(reason="unstorable").inc()
-        elif job.mark is not None:
-            if job.quarantine:  # a valid message that carried refused readings
-                self.refused_messages += 1
-                self.refused_readings += sum(int(e.detail.get("readings") or 0) for e in job.events)
-                log.warning("readings_refused", topic=msg.topic, reason=job.quarantine[0].reason)
-            events = self.sequence.stored(job.mark, _now_ms())
-            if events:
-                self._note(events)
+        elif job.mark is not None and job.quarantine:  # valid, but readings were refused
+            self.refused_messages += 1
+            self.refused_readings += sum(int(e.detail.get("readings") or 0) for e in job.events)
+            log.warning("readings_refused", topic=msg.topic, reason=job.quarantine[0].reason)
+        if msg.plan is not None:
+            plan, msg.plan = msg.plan, None
+            stored = job.outcome is Outcome.ACCEPTED
+            if stored:
+                for e in plan.events:
+                    log.warning(str(e.kind), concentrator=e.subject, reason=e.reason)
+            if follow := self.sequence.settled(plan, stored, _now_ms()):
+                self._note(follow)
         self._ack(msg)
 
-    def _note(self, events: list[Event]) -> None:
-        """Store events found after a commit (seq gaps, restarts): rare, so a job of their own."""
-        for e in events:
+    def _abandon(self, msg: _Message) -> None:
+        """A message this run will not store: what its seq was taken to mean is undone."""
+        if msg.plan is not None:
+            plan, msg.plan = msg.plan, None
+            if follow := self.sequence.settled(plan, False, _now_ms()):
+                self._note(follow)
+
+    def _note(self, follow: FollowUp) -> None:
+        """Store what a commit showed (a step back decided, a gap filed or counted late):
+        rare, so a job of its own."""
+        for e in follow.events:
             log.warning(str(e.kind), concentrator=e.subject, reason=e.reason)
-        fut = self._store.submit(WriteJob(events=events, origin="ingest"))
-        fut.add_done_callback(
-            lambda f: (
-                f.cancelled()
-                or f.exception() is None
-                or log.error("ingest_events_not_stored", error=str(f.exception()))
-            )
+        job = WriteJob(
+            events=follow.events,
+            gaps=[r.row() for r in follow.records],
+            mark=follow.mark,
+            origin="ingest",
         )
+        gaps = self.sequence.gaps
+
+        def done(f: asyncio.Future[WriteJob]) -> None:
+            if f.cancelled():
+                log.error("ingest_events_not_stored", error="cancelled")
+            elif f.exception() is not None:
+                log.error("ingest_events_not_stored", error=str(f.exception()))
+            elif gaps is not None:
+                gaps.committed(follow.records)
+
+        self._store.submit(job).add_done_callback(done)
 
     def _ack(self, msg: _Message) -> None:
         if msg.qos > 0 and msg.generation == self._generation:

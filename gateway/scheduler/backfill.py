@@ -15,10 +15,17 @@ from collections.abc import AsyncGenerator
 
 from drivers.errors import DriverError
 from gateway.buffer import JobStore, Outcome, WriteJob
-from gateway.gaps import GapLedger, GapRecord, GapState, boundary, expected_intervals
+from gateway.gaps import (
+    GapLedger,
+    GapRecord,
+    GapState,
+    boundary,
+    expected_intervals,
+    gap_event,
+)
 from gateway.health import Gap, record_time_ms
 from gateway.logs import get_logger
-from gateway.model import Event, EventKind, Quality, Reading, TimeSource, rows_of
+from gateway.model import Event, Quality, Reading, TimeSource, rows_of
 from gateway.scheduler.meters import MeterRun
 from gateway.southbound.reader import MeterReader, RecordSlice
 from protocols.quantities import is_cumulative
@@ -28,31 +35,6 @@ log = get_logger("scheduler")
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-_STATE_EVENT = {
-    GapState.OPEN: EventKind.GAP_OPENED,
-    GapState.FILLING: EventKind.GAP_FILLING,
-    GapState.FILLED: EventKind.GAP_FILLED,
-    GapState.PARTLY_FILLED: EventKind.GAP_PARTLY_FILLED,
-    GapState.UNRECOVERABLE: EventKind.GAP_UNRECOVERABLE,
-}
-
-
-def gap_event(rec: GapRecord, reason: str, now_ms: int, **extra: str | int | bool) -> Event:
-    """The event of ``rec``'s state change, with its counts."""
-    detail: dict[str, str | int | float | bool | None] = {
-        "gap": rec.id,
-        "cause": rec.cause.value,
-        "from_ms": rec.start_ms,
-        "to_ms": rec.end_ms,
-        "interval_s": rec.interval_s,
-        "expected": rec.expected,
-        "recovered": rec.recovered,
-        "missing": rec.missing,
-        **extra,
-    }
-    return Event(_STATE_EVENT[rec.state], now_ms, rec.meter, reason, detail)
 
 
 class Backfill:

@@ -11,10 +11,11 @@ import time
 from decimal import Decimal
 
 from drivers.errors import DriverError
+from gateway.gaps import gap_event
 from gateway.health import meter_time_to_utc_ms
 from gateway.logs import get_logger
 from gateway.model import Event, EventKind, Reading, TimeSource
-from gateway.scheduler.backfill import Backfill, gap_event
+from gateway.scheduler.backfill import Backfill
 from gateway.scheduler.gapstart import not_stored_backfill, open_gap, start_backfill
 from gateway.scheduler.meters import MeterRun
 from gateway.southbound.reader import MeterReader

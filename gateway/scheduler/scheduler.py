@@ -6,17 +6,56 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from gateway.buffer import JobStore
+from gateway.buffer import JobStore, WriteJob
 from gateway.config.model import Config
 from gateway.config.southbound import BusConfig, southbound_problems
 from gateway.gaps import GapCause, GapLedger, GapRecord
 from gateway.health import MeterState
+from gateway.logs import get_logger
 from gateway.metrics import Metrics
 from gateway.model import Reading
 from gateway.scheduler.bus import BusWorker
 from gateway.scheduler.links import build_reader
 from gateway.scheduler.meters import build_meters
 from gateway.scheduler.snapshot import SchedulerSnapshot
+
+log = get_logger("scheduler")
+
+BARRIER_S = 10.0
+"""How long a restarted bus waits for its old worker's writes to commit (a store that
+fails for longer does not hold the reload: the new worker starts, and says so)."""
+
+
+class BusWrites:
+    """One bus worker's way to the write path, knowing what it submitted that has not
+    committed: a restarted bus's new worker starts only after its old one's writes
+    landed (their gap rows are then in the ledger it resumes from)."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._inflight: set[asyncio.Future[WriteJob]] = set()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the buffer is committing (see :class:`~gateway.buffer.JobStore`)."""
+        return self._store.healthy
+
+    def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
+        """Submit ``job`` (see :class:`~gateway.buffer.JobStore`), counting it until done."""
+        fut = self._store.submit(job)
+        self._inflight.add(fut)
+        fut.add_done_callback(self._inflight.discard)
+        return fut
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet committed (or failed)."""
+        return len(self._inflight)
+
+    async def drain(self) -> None:
+        """Wait until every job submitted so far has committed or failed."""
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
 
 
 class Scheduler:
@@ -36,7 +75,9 @@ class Scheduler:
         metrics: Metrics,
         *,
         profile_dirs: Sequence[Path] = (),
+        ledger: GapLedger | None = None,
     ) -> None:
+        """``ledger``: the daemon's gap ledger view (shared with the ingest's gaps)."""
         problems = southbound_problems(config.poll_groups, config.buses, profile_dirs)
         if problems:
             raise ValueError("\n".join(problems))
@@ -46,10 +87,11 @@ class Scheduler:
         self.profile_dirs = tuple(profile_dirs)
         self.started = asyncio.Event()
         self.buses: list[BusWorker] = []
-        self.gaps = GapLedger(metrics)
+        self.gaps = ledger if ledger is not None else GapLedger(metrics)
         """The gap ledger as committed: what ``/status`` and ``metergw_gaps`` show."""
         self._by_meter: dict[str, BusWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writes: dict[str, BusWrites] = {}
         self._tg: asyncio.TaskGroup | None = None
         for bus in config.buses:
             self._add(self._build(bus))
@@ -61,8 +103,9 @@ class Scheduler:
 
         reader = build_reader(bus, profile_dirs=self.profile_dirs, on_discard=discarded)
         meters = build_meters(bus, self.config.poll_groups, self.config.gateway.timezone)
+        writes = self._writes[bus.name] = BusWrites(self.store)
         return BusWorker(
-            bus, meters, reader, self.store, self.metrics, self._count_meters, ledger=self.gaps
+            bus, meters, reader, writes, self.metrics, self._count_meters, ledger=self.gaps
         )
 
     def _add(self, worker: BusWorker) -> None:
@@ -74,7 +117,10 @@ class Scheduler:
         """Apply a reloaded ``config`` to the buses ``names`` (changed, added or removed):
         each old bus task stops (what it submitted still commits), a new one starts from
         the new config; each meter takes up from its last stored poll, so a gap across
-        the restart is found as after a gateway restart. Other buses are not touched."""
+        the restart is found as after a gateway restart, and the gaps its meters had open
+        or filling are taken up from the ledger as at a start. The new worker starts once
+        the old one's writes committed (a barrier: the ledger then holds its last rows,
+        and the two never write at once). Other buses are not touched."""
         problems = southbound_problems(config.poll_groups, config.buses, self.profile_dirs)
         if problems:
             raise ValueError("\n".join(problems))
@@ -86,6 +132,8 @@ class Scheduler:
             if task is not None:
                 task.cancel()
                 await asyncio.wait([task])
+            if (writes := self._writes.pop(name, None)) is not None:
+                await _barrier(name, writes)
             if old is not None:
                 self.buses.remove(old)
                 for m in old.meters:
@@ -102,6 +150,13 @@ class Scheduler:
                 if m.meter_id in carried:
                     m.health.last_ok_ms = carried[m.meter_id]
                     m.gap_pending = True
+            active = [
+                g
+                for g in self.gaps.active()
+                if g.meter in worker.by_id and g.cause is not GapCause.CONCENTRATOR_SEQ
+            ]
+            if queued := worker.resume_gaps(active):
+                log.info("backfill_resumed", bus=name, gaps=queued)
             self._start(worker)
         self._count_meters()
 
@@ -150,7 +205,11 @@ class Scheduler:
         """Take up the backfills an earlier run left unfinished (``records`` from the
         ledger, see :func:`gateway.gaps.load_gaps`); returns how many were queued. Gaps of
         meters no longer configured stay in the ledger as they are."""
-        new = [r for r in records if not self.gaps.known(r.id)]
+        new = [
+            r
+            for r in records
+            if not self.gaps.known(r.id) and r.cause is not GapCause.CONCENTRATOR_SEQ
+        ]
         self.gaps.note(new)
         return sum(w.resume_gaps(new) for w in self.buses)
 
@@ -178,3 +237,12 @@ class Scheduler:
                 counts[str(m.health.state)] += 1
         for state, n in counts.items():
             self.metrics.meters.labels(state).set(n)
+
+
+async def _barrier(bus: str, writes: BusWrites) -> None:
+    """Wait (bounded) for a stopped worker's writes to commit."""
+    try:
+        async with asyncio.timeout(BARRIER_S):
+            await writes.drain()
+    except TimeoutError:
+        log.warning("bus_writes_still_in_flight", bus=bus, jobs=writes.in_flight)

@@ -23,13 +23,12 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.lifecycle import Lifecycle
 from gateway.logs import get_logger
 from gateway.status.report import StatusModel
 
@@ -174,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("status_bad_request", client=self.client_address[0], error=format % args)
 
 
-class StatusServer:
+class StatusServer(Lifecycle):
     """``async with StatusServer(model, host, port) as srv:`` serves until exit."""
 
     def __init__(
@@ -228,15 +227,3 @@ class StatusServer:
         server.server_close()
         if thread is not None:
             await asyncio.to_thread(thread.join, 5.0)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

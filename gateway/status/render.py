@@ -195,16 +195,30 @@ def buffer_table(doc: Mapping[str, Any]) -> Table:
         caption_justify="left",
         min_width=64,
     )
-    for col in ("sink", "depth", "oldest unsent"):
+    for col in ("sink", "state", "depth", "oldest unsent"):
         t.add_column(col)
-    for s in buf.get("sinks", []):
+    running = {str(s.get("name")): s for s in doc.get("sinks") or [] if isinstance(s, Mapping)}
+    cursors = {str(s.get("name")): s for s in buf.get("sinks", [])}
+    # Running sinks first, as the daemon lists them; then cursors no sink reads any more.
+    for name in [*running, *sorted(set(cursors) - set(running))]:
+        s = cursors.get(name, {})
         depth = int(s.get("depth", 0))
         t.add_row(
-            str(s.get("name")),
+            name,
+            _sink_state(running.get(name)) if "sinks" in doc else Text("-"),
             Text(str(depth), style="yellow" if depth > 1000 else ""),
             f"{s.get('oldest_unsent_age_s', 0):.1f} s" if depth else "-",
         )
     return t
+
+
+def _sink_state(sink: Mapping[str, Any] | None) -> Text:
+    """``running``, ``refused: why`` (its server will not take our writes), or ``off``."""
+    if sink is None:
+        return Text("off", style="dim")  # a cursor left by a sink no longer configured
+    if sink.get("refused"):
+        return Text(f"refused: {sink['refused']}", style="bold red")
+    return Text("running", style="green")
 
 
 def gaps_table(doc: Mapping[str, Any], limit: int = 20) -> Table:

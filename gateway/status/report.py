@@ -183,6 +183,11 @@ class StatusModel:
         stats["sinks"] = out_sinks
         return dict(stats)
 
+    def sinks_json(self) -> list[dict[str, Any]]:
+        """The running sinks, each with why its server refuses our writes (a login, a
+        certificate) when it does."""
+        return [{"name": s.name, "refused": refused(s)} for s in self.sink_parts]
+
     def meters_json(self, buses: Sequence[Mapping[str, Any]], now_ms: int) -> list[dict[str, Any]]:
         """Every meter: polled ones with their state, concentrator ones as seen."""
         seen = self.tap.meters if self.tap is not None else {}
@@ -262,7 +267,7 @@ class StatusModel:
             "readings_accepted": tap.accepted if tap is not None else 0,
             "commits_in_flight": self.writes.in_flight if self.writes is not None else 0,
             "ingest": ingest,
-            "sinks": list(self.sinks),
+            "sinks": self.sinks_json(),
             "recent": self.recent.to_json(),
         }
 

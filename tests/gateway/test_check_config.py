@@ -217,8 +217,8 @@ serial = { port = "../ttys/line-1" }
     cfg = load_config(Path("..") / "site" / "gw.toml")
     assert cfg.gateway.state_dir == str(site / "state")
     assert cfg.buffer.path == str(site / "data" / "buffer.sqlite")
-    assert cfg.sinks.local is not None
-    assert cfg.sinks.local.path == "/srv/local.sqlite"  # absolute paths as given
+    assert "local" in cfg.sinks
+    assert cfg.sinks["local"].path == "/srv/local.sqlite"  # absolute paths as given
     assert cfg.buses[0].meters[0].profile == str(site / "maps" / "sdm.toml")
     assert cfg.buses[0].meters[1].profile == "sdm630"  # a name, found by the profile lookup
     assert cfg.buses[1].serial is not None

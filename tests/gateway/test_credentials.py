@@ -10,8 +10,9 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import Config, ConfigError, parse_config
-from gateway.config.northbound import InfluxSinkConfig, MqttBroker
+from gateway.config.northbound import MqttBroker
 from gateway.config.security import redact_url, split_url_credentials
+from gateway.forward.influx import InfluxSinkConfig
 from tests.certs import CertificateAuthority
 
 SECRET = "s3cret-Pa55"
@@ -80,7 +81,7 @@ def test_password_inline_from_the_environment_or_from_a_file(tmp_path: Path) -> 
     )
     cfg = load(tmp_path, text)  # relative paths: next to the config file
     assert cfg.ingest.broker.password.get_secret_value() == SECRET
-    assert cfg.sinks.influx.token_value() == "tok-from-file"
+    assert cfg.sinks["influx"].token_value() == "tok-from-file"
     assert SECRET not in repr(cfg)
 
 
@@ -106,7 +107,7 @@ def test_a_bare_name_is_a_systemd_credential(
     cfg = load(tmp_path, text)
     assert cfg.ingest.broker.password.get_secret_value() == SECRET
     assert cfg.ingest.broker.password_file == str(creds / "mqtt-password")
-    assert cfg.sinks.influx.token_value() == "tok"
+    assert cfg.sinks["influx"].token_value() == "tok"
 
 
 def test_secret_problems_are_named_by_key(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ def test_example_config_loads_with_its_environment(tmp_path: Path) -> None:
     assert cfg.ingest is not None
     assert cfg.ingest.broker.url == "mqtt://broker.example:1883"
     assert cfg.ingest.topics == ["meters/v1/+/readings"]
-    assert cfg.sinks.influx is not None
-    assert cfg.sinks.influx.token.get_secret_value() == "s3cret"
-    assert (cfg.sinks.influx.org, cfg.sinks.influx.bucket) == ("utility", "meters")
+    assert "influx" in cfg.sinks
+    assert cfg.sinks["influx"].token.get_secret_value() == "s3cret"
+    assert (cfg.sinks["influx"].org, cfg.sinks["influx"].bucket) == ("utility", "meters")
     assert cfg.buffer_path() == f"{tmp_path}/buffer.sqlite"
     assert "s3cret" not in repr(cfg)
 

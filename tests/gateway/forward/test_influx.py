@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from gateway.buffer import Buffer
-from gateway.config.northbound import BufferConfig, InfluxSinkConfig
+from gateway.config.northbound import BufferConfig
 from gateway.forward import Forwarder, InfluxSink
+from gateway.forward.influx import InfluxSinkConfig
 from gateway.metrics import Metrics
 from tests.gateway.buffer.factory import T0, reading
 from tests.gateway.forward.conftest import WriteServer, sink_errors

@@ -13,8 +13,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.buffer import Buffer
-from gateway.config.northbound import BufferConfig, MqttBroker, MqttSinkConfig
+from gateway.config.northbound import BufferConfig, MqttBroker
 from gateway.forward import Forwarder, MqttSink
+from gateway.forward.mqtt import MqttSinkConfig
 from gateway.metrics import Metrics
 from tests.gateway.buffer.factory import event, reading
 from tests.gateway.forward.conftest import sink_errors

@@ -19,9 +19,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import logs
 from gateway.buffer import Batch, Buffer
-from gateway.config.northbound import BufferConfig, InfluxSinkConfig, MqttBroker, MqttSinkConfig
+from gateway.config.northbound import BufferConfig, MqttBroker
 from gateway.config.security import TlsConfig
 from gateway.forward import Forwarder, InfluxSink, MqttSink, SinkAuthError, SinkUnavailable
+from gateway.forward.influx import InfluxSinkConfig
+from gateway.forward.mqtt import MqttSinkConfig
 from gateway.metrics import Metrics
 from gateway.status import RecentEvents, StatusModel
 from tests.certs import CertFiles, CertificateAuthority

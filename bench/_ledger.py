@@ -102,6 +102,20 @@ class Ledger:
                 if counts[i] < 255:
                     counts[i] += 1
 
+    def lost_slots(self, limit: int = 100) -> list[dict[str, int]]:
+        """The first ``limit`` lost readings: message seq, meter index, point index, ts."""
+        out: list[dict[str, int]] = []
+        for i in range(self.expected):
+            if self.in_tsdb[i] or self.in_buffer[i]:
+                continue
+            n, rest = divmod(i, self.meters * self.points)
+            seq = self.first + n * self.step
+            m, p = divmod(rest, self.points)
+            out.append({"seq": seq, "meter_index": m, "point": p, "ts_ms": _T0_MS + seq * 1000})
+            if len(out) >= limit:
+                break
+        return out
+
     def summary(self) -> dict[str, Any]:
         """Counts of readings by where they are; ``lost`` is in neither place."""
         tsdb, buf, behind = self.in_tsdb, self.in_buffer, self.behind_cursor

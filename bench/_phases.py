@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import time
 import urllib.parse
@@ -31,6 +32,7 @@ from bench._measure import peak_rss_mb, wait_for
 from tests.servers import MosquittoServer, VictoriaMetricsServer
 
 BY_SHAPE = {1: (1, 1), 100: (25, 4)}
+EVIDENCE = Path(__file__).resolve().parent / "results" / "evidence"
 """Readings per message -> (meters, points) of each message."""
 
 
@@ -77,6 +79,7 @@ def stream(
     ledger.count_tsdb(vm)
     for g in gws:
         ledger.count_buffer(g.db)
+    keep_evidence(ledger, gws)
     return {
         "messages": count,
         "readings": readings,
@@ -90,6 +93,25 @@ def stream(
         "quarantined": int(sum(m["quarantined"] for m in seen)),
         "count": ledger.summary(),
     }
+
+
+def keep_evidence(ledger: Ledger, gws: list[Gateway]) -> None:
+    """A count that says readings were lost keeps what explains it, whatever --keep says:
+    each gateway's buffer, config and log, and the first lost readings, under
+    bench/results/evidence/. (One full run once reported 248,300 readings lost in the
+    shared phase and left nothing to look at; bench/README.md.)"""
+    summary = ledger.summary()
+    if not summary["lost"]:
+        return
+    where = EVIDENCE / time.strftime("%Y%m%dT%H%M%S")
+    where.mkdir(parents=True, exist_ok=True)
+    for g in gws:
+        for path in (g.db, g.log, g.config):
+            if path.exists():
+                shutil.copy2(path, where / f"{g.name}-{path.name}")
+    lost = {"summary": summary, "first_lost": ledger.lost_slots()}
+    (where / "lost.json").write_text(json.dumps(lost, indent=1))
+    print(f"readings lost: evidence kept in {where}", flush=True)
 
 
 def with_ceilings(result: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:

@@ -112,16 +112,6 @@ class Limits:
         )
 
 
-def is_live(ts_source: str, quality: int, interval_s: int | None) -> bool:
-    """Whether a reading's own time stamp says when it was read just now.
-
-    Only a concentrator's readings qualify: polled readings carry the gateway's
-    time; meter-stamped ones are frozen or load-profile records, and backfilled
-    or interval readings are records too, old by nature.
-    """
-    return ts_source == _CONCENTRATOR and interval_s is None and not quality & _BACKFILLED
-
-
 def _compiled(per_meter: Mapping[str, ValidationConfig]) -> dict[str, Limits]:
     return {meter: Limits.of(cfg) for meter, cfg in per_meter.items()}
 
@@ -175,7 +165,9 @@ def check(
                 totals.append((len(out), meter, key, ts_ms, value))
         else:
             flags = _OK
-        # is_live, inline: a live concentrator reading has no interval and no backfilled flag.
+        # Only a live reading's stamp says when it was read just now: a concentrator's, with
+        # no interval and no backfilled flag. Polled readings carry the gateway's time;
+        # meter-stamped, interval and backfilled readings are records, old by nature.
         if (
             row[5] == _CONCENTRATOR
             and abs(ts_ms - row[6]) > skew

@@ -7,6 +7,7 @@ flagged is read back from the buffer as a sink would read it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -503,6 +504,7 @@ async def test_thresholds_per_meter_over_the_defaults(buffer: Buffer) -> None:
     assert qualities(rows) == [Quality.OK, Quality.SUSPECT_SPIKE, Quality.OK, Quality.OK]
     assert v.validator.limits("small").max_kwh_per_ms * HOUR == 10
     assert v.validator.limits("other") is v.validator.limits("big")
+    assert v.validator.limits("other").max_kwh_per_ms * HOUR == defaults.max_power_kw
     v.validator.use_thresholds({"big": small})  # a reload: "big" is small now, "small" is not
     await v.accept([energy("200", T0 + 2 * HOUR, "small"), energy("200", T0 + 2 * HOUR, "big")])
     rows, _ = await stored(buffer)
@@ -758,3 +760,34 @@ async def test_an_unreadable_reference_is_logged_and_the_next_still_restored(
         }
     ]
     assert v.validator._last["m2", TOTAL] == (T0, Decimal("7.00"))
+
+
+def _energy_row(value: str, ts: int, meter: str = "m1") -> ReadingValues:
+    return (meter, "energy_import_total_kwh", value, "kWh", ts, "poll", ts, "", 0, None)
+
+
+def test_the_pure_check_stamps_its_events_with_the_time_it_is_given() -> None:
+    last = {("m1", "energy_import_total_kwh"): (T0, Decimal("5000.00"))}
+    found = check([_energy_row("0.10", T0 + HOUR)], last, Limits.of(ValidationConfig()), None, 42)
+    assert [(e.kind, e.ts_ms) for e in found.events] == [(EventKind.COUNTER_RESET, 42)]
+
+
+def test_a_job_without_rows_carries_the_references_due_for_saving() -> None:
+    v = Validator(save_every=0)
+    job, latest, _ = v.check(WriteJob(rows=[_energy_row("100.00", T0)]))
+    v.committed(job, latest)
+    event = Event(EventKind.GAP_OPENED, T0, "m1")
+    events_only, _, refs = v.check(WriteJob(events=(event,)))
+    assert [r[:3] for r in events_only.refs] == [("m1", "energy_import_total_kwh", T0)]
+    assert list(events_only.refs) == refs
+    assert v.check(WriteJob(events=(event,)))[0].refs == ()  # saved once, not again
+
+
+@pytest.mark.parametrize("outcome", [Outcome.DUPLICATE, Outcome.REJECTED])
+def test_a_job_that_was_not_stored_does_not_move_the_references(outcome: Outcome) -> None:
+    v = Validator(save_every=3600)
+    job, latest, _ = v.check(WriteJob(rows=[_energy_row("100.00", T0)]))
+    v.committed(dataclasses.replace(job, outcome=outcome), latest)
+    assert v.take_refs() == []
+    job, latest, _ = v.check(WriteJob(rows=[_energy_row("50.00", T0 + HOUR)]))
+    assert Quality(job.rows[0][8]) == Quality.OK  # nothing to compare with

@@ -91,13 +91,13 @@ class RecordingSink(Sink):
         self.complete: dict[str, bool] = {}
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        for r in job.readings:
-            if r.key != "energy_import_total_kwh":
+        for meter, key, _v, _u, ts_ms, ts_source, _r, _o, quality, _i in job.rows:
+            if key != "energy_import_total_kwh":
                 continue
-            if r.quality & Quality.BACKFILLED:
-                self.records.add((r.meter, r.ts_ms))
-            elif r.ts_source is TimeSource.POLL:
-                self.live.setdefault(r.meter, []).append(r.ts_ms)
+            if quality & Quality.BACKFILLED:
+                self.records.add((meter, ts_ms))
+            elif ts_source == TimeSource.POLL:
+                self.live.setdefault(meter, []).append(ts_ms)
         for e in job.events:
             if e.kind is EventKind.GAP_FILLED:
                 self.filled_at[e.subject] = time.monotonic()

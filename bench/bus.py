@@ -80,7 +80,7 @@ class Sink:
         self.events: list[Event] = []
 
     def submit(self, job: WriteJob) -> asyncio.Future[WriteJob]:
-        self.readings += len(job.readings)
+        self.readings += len(job.rows)
         self.events.extend(job.events)
         fut: asyncio.Future[WriteJob] = asyncio.get_running_loop().create_future()
         fut.set_result(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -93,6 +94,9 @@ async def test_refused_connection_is_a_link_error_naming_the_endpoint() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.skipif(
+    shutil.which("socat") is None, reason="socat is not installed (make test installs it as root)"
+)
 async def test_rtu_framing_over_tcp_through_a_serial_server() -> None:
     """A transparent serial server (socat: TCP <-> the RTU line) carries RTU frames."""
     meter = SimMeter("5", seed=6, clock=SimClock(speed=0))

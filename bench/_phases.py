@@ -28,7 +28,7 @@ from bench._gateway import (
     wait_accepted,
 )
 from bench._ledger import Ledger
-from bench._measure import peak_rss_mb, wait_for
+from bench._measure import cpu_seconds, peak_rss_mb, wait_for
 from tests.servers import MosquittoServer, VictoriaMetricsServer
 
 BY_SHAPE = {1: (1, 1), 100: (25, 4)}
@@ -59,6 +59,8 @@ def stream(
     try:
         for g in gws:
             wait_for(g.answering, 60, f"{g.name} to start", 0.1)
+        cpu0 = {"broker": cpu_seconds(broker.pid), "tsdb": cpu_seconds(vm.pid)}
+        cpu0.update((g.name, cpu_seconds(g.pid)) for g in gws)
         pub = start_publisher(
             broker, first, count, 0, "--meters", str(meters), "--points", str(points),
             "--hostile-every", str(hostile_every),
@@ -69,7 +71,11 @@ def stream(
         except Stalled as exc:
             pub.kill()
             raise Stalled(f"{exc}; log: {gws[0].tail()}") from None
+        cpu = {"broker": cpu_seconds(broker.pid), "tsdb": cpu_seconds(vm.pid)}
+        cpu.update((g.name, cpu_seconds(g.pid)) for g in gws)
         published = publisher_result(pub)
+        cpu = {k: v - cpu0[k] for k, v in cpu.items()}
+        cpu["publisher"] = published.get("cpu_s", 0.0)
         t0 = published["started"]  # the first publish, not the publisher's start-up
         rss = max(peak_rss_mb(g.pid) for g in gws)
         seen = [g.metrics() for g in gws]
@@ -89,6 +95,9 @@ def stream(
         "end_to_end_readings_per_s": round(readings / (t_done - t0)),
         "end_to_end_messages_per_s": round(count / (t_done - t0)),
         "peak_rss_mb": round(rss, 1),
+        # Where the machine's cores went while the phase ran: CPU seconds per 1,000 readings
+        # of each process (every one of them shares the same cores).
+        "cpu_ms_per_1k_readings": {k: round(v / readings * 1e6, 1) for k, v in cpu.items()},
         "payloads_rejected": int(sum(m["rejected"] for m in seen)),
         "quarantined": int(sum(m["quarantined"] for m in seen)),
         "count": ledger.summary(),

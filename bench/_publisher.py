@@ -197,7 +197,8 @@ def publish(args: argparse.Namespace) -> None:
     # launching this process. ``acked`` counts valid and hostile messages; when it
     # equals ``sent``, every valid message was acknowledged.
     result = {"sent": sent, "valid_sent": valid, "acked": acked, "started": started}
-    print(json.dumps({**result, "seconds": time.monotonic() - started}))
+    seconds = time.monotonic() - started
+    print(json.dumps({**result, "seconds": seconds, "cpu_s": time.process_time()}))
 
 
 def main() -> None:

@@ -84,6 +84,12 @@ class _Server:
     def ready(self) -> bool:
         return _port_open(self.port)
 
+    @property
+    def pid(self) -> int:
+        """The running server's process id."""
+        assert self.proc is not None, f"{self.name} is not running"
+        return self.proc.pid
+
     def start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return

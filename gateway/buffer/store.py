@@ -26,6 +26,8 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from prometheus_client import Counter as CounterSeries
+
 from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
     Batch,
@@ -74,24 +76,37 @@ def _read_batch(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
     return Batch(readings, events, upper)
 
 
-_flag_names: dict[int, list[str]] = {}
 _QUALITY = operator.itemgetter(8)
 _CONCENTRATOR = TimeSource.CONCENTRATOR.value
 
 
-def count_flags(metrics: Metrics, rows: Sequence[ReadingValues]) -> None:
-    """Add the readings' quality flags to ``readings_flagged``. Tallied per distinct
-    combination first: a batch often carries the same flag on every reading, and a
-    labelled increment costs more than the reading's own checks."""
-    tally = Counter(map(_QUALITY, rows))
-    for bits, n in tally.items():
-        if not bits:
-            continue
-        names = _flag_names.get(bits)
-        if names is None:
-            names = _flag_names[bits] = Quality(bits).names()
-        for name in names:
-            metrics.readings_flagged.labels(flag=name).inc(n)
+class _Counts:
+    """The per-commit counters, each labelled series looked up once: prometheus_client's
+    ``labels()`` (a lock, a tuple of strings, a dict) costs more per job than the
+    readings' own checks."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._flagged = metrics.readings_flagged
+        self._by_bits: dict[int, list[CounterSeries]] = {}
+        self.accepted = {
+            origin: metrics.readings_accepted.labels(origin=origin)
+            for origin in ("concentrator", "poll")
+        }
+
+    def flags(self, rows: Sequence[ReadingValues]) -> None:
+        """Add the readings' quality flags to ``readings_flagged``, tallied per distinct
+        combination first: a batch often carries the same flag on every reading."""
+        tally = Counter(map(_QUALITY, rows))
+        for bits, n in tally.items():
+            if not bits:
+                continue
+            series = self._by_bits.get(bits)
+            if series is None:
+                series = self._by_bits[bits] = [
+                    self._flagged.labels(flag=name) for name in Quality(bits).names()
+                ]
+            for one in series:
+                one.inc(n)
 
 
 class Buffer(Lifecycle):
@@ -113,6 +128,7 @@ class Buffer(Lifecycle):
         self._pool = pool
         self._config = config
         self._metrics = metrics
+        self._counts = _Counts(metrics)
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[WriteJob, asyncio.Future[WriteJob]]] = []
         self._pending_size = 0
@@ -356,8 +372,8 @@ class Buffer(Lifecycle):
         rows = job.rows
         if rows:
             origin = "concentrator" if rows[0][5] == _CONCENTRATOR else "poll"
-            m.readings_accepted.labels(origin=origin).inc(len(rows))
-            count_flags(m, rows)
+            self._counts.accepted[origin].inc(len(rows))
+            self._counts.flags(rows)
 
     # -- reading -----------------------------------------------------------------------
 

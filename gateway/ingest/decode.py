@@ -132,7 +132,7 @@ def _in_bounds(v: float) -> bool:
     return v == 0 or _FLOAT_MIN <= abs(v) < _FLOAT_MAX
 
 
-def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
+def _lean(obj: Any, topic: str, received_ms: int, window: TimeWindow) -> Decoded:
     if type(obj) is not dict or obj.keys() != _TOP_KEYS:
         raise _NotLean
     gw, seq, ts, items = obj["gw"], obj["seq"], obj["ts"], obj["readings"]
@@ -156,6 +156,8 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
         return ms
 
     batch_ms = stamp(ts)
+    lo, hi = window.min_ms, window.max_ms
+    outside = False
     out: list[ReadingValues] = []
     append = out.append
     conc = TimeSource.CONCENTRATOR.value
@@ -176,6 +178,8 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
         if type(points) is not list or not 0 < len(points) <= 512:
             raise _NotLean
         ts_ms = stamp(item["ts"])
+        if not lo <= ts_ms <= hi:  # once per meter: the window split runs only when needed
+            outside = True
         meter_id = f"{proto}:{addr}"
         for p in points:
             if type(p) is not dict or not p.keys() <= _POINT_KEYS:
@@ -212,7 +216,23 @@ def _lean(obj: Any, topic: str, received_ms: int) -> Decoded:
                     None,
                 )
             )
-    return Decoded(ConcentratorMark(gw, seq, batch_ms, topic), out)
+    decoded = Decoded(ConcentratorMark(gw, seq, batch_ms, topic), out)
+    return _split(decoded, window) if outside else decoded
+
+
+def _split(decoded: Decoded, window: TimeWindow) -> Decoded:
+    """The message with its readings stamped outside ``window`` moved to ``refused``."""
+    rows: list[ReadingValues] = []
+    refused: list[tuple[ReadingValues, str]] = []
+    lo, hi = window.min_ms, window.max_ms
+    for row in decoded.rows:
+        if lo <= row[4] <= hi:
+            rows.append(row)
+        else:
+            refused.append((row, window.why_not(row[4]) or ""))
+    if not refused:
+        return decoded
+    return Decoded(decoded.mark, rows, refused)
 
 
 def _model_text(v: Decimal) -> str:
@@ -264,28 +284,17 @@ def decode_message(
         raise PayloadError(f"topic {topic!r} is not meters/v1/{{gw}}/readings")
     try:
         try:
-            decoded = _lean(orjson.loads(payload), topic, received_ms)
+            decoded = _lean(orjson.loads(payload), topic, received_ms, window)
         except (_NotLean, orjson.JSONDecodeError, ValueError, OverflowError, TypeError):
-            decoded = _from_model(parse_readings(payload), topic, received_ms)
+            model = _from_model(parse_readings(payload), topic, received_ms)
+            decoded = model if window is _OPEN else _split(model, window)
     except PayloadError:
         raise
     except Exception as exc:  # MemoryError, RecursionError...: a reason, never a stall
         raise PayloadError(f"undecodable payload: {type(exc).__name__}: {exc}"[:200]) from None
     if decoded.mark.gw != topic_gw:
         raise PayloadError(f"gw {decoded.mark.gw!r} does not match the topic's {topic_gw!r}")
-    if window is _OPEN:
-        return decoded
-    rows: list[ReadingValues] = []
-    refused: list[tuple[ReadingValues, str]] = []
-    lo, hi = window.min_ms, window.max_ms
-    for row in decoded.rows:
-        if lo <= row[4] <= hi:
-            rows.append(row)
-        else:
-            refused.append((row, window.why_not(row[4]) or ""))
-    if not refused:
-        return decoded
-    return Decoded(decoded.mark, rows, refused)
+    return decoded
 
 
 _GIL_CHUNK = 2047

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 
@@ -35,6 +35,7 @@ from protocols.concentrator import (
     SEQ_MAX,
     VALUE_MAX,
     VALUE_MIN_EXPONENT,
+    MeterProtocol,
     PayloadError,
     ReadingsBatch,
     gw_from_topic,
@@ -46,7 +47,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)")
 _ADDR = re.compile(r"[0-9A-Za-z_.:-]+")
-_PROTOS = frozenset({"dlt645-2007", "dlt645-1997", "modbus", "other"})
+_PROTOS = frozenset(get_args(MeterProtocol))  # the schema's list, not a copy of it
 _TOP_KEYS = frozenset({"schema", "gw", "seq", "ts", "readings"})
 _READING_KEYS = frozenset({"meter", "ts", "points"})
 _METER_KEYS = frozenset({"addr", "proto", "port"})

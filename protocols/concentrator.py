@@ -184,11 +184,10 @@ def status_topic(gw: str) -> str:
 
 
 def gw_from_topic(topic: str) -> str | None:
-    """``meters/v1/conc-7/readings`` -> ``conc-7``; None for other topics."""
+    """``meters/v1/conc-7/readings`` -> ``conc-7``; None for any other topic (a status
+    topic, another root). An empty gw is returned as it is: the schema refuses it."""
     parts = topic.split("/")
-    if len(parts) == 4 and f"{parts[0]}/{parts[1]}" == TOPIC_ROOT:
-        return parts[2]
-    return None
+    return parts[2] if len(parts) == 4 and readings_topic(parts[2]) == topic else None
 
 
 def encode_readings(batch: ReadingsBatch) -> bytes:

@@ -227,6 +227,9 @@ def test_each_reason_has_a_short_kind(reason: str, kind: str) -> None:
     ("topic", "payload", "kind"),
     [
         ("other/topic", b"{}", "topic"),
+        ("meters/v1/c1/status", None, "topic"),
+        ("meters/v1//readings", None, "topic"),
+        ("meters/v2/c1/readings", None, "topic"),
         ("meters/v1/c2/readings", None, "topic"),
         (TOPIC, b"{not json", "json"),
         (TOPIC, b'{"schema":"metergw.readings/1"}', "schema"),

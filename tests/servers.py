@@ -181,10 +181,11 @@ class MosquittoServer(_Server):
             lines.append(f"password_file {pwfile}")
         anonymous = not (self.passwords or self.require_certificate)
         lines.append(f"allow_anonymous {str(anonymous).lower()}")
-        if self.tls is not None or self.passwords:
-            # Started as root, Mosquitto reads these files after switching to its own user,
-            # who cannot enter pytest's private temporary directories.
-            lines.append("user root")
+        # Started as root, Mosquitto switches to its own user before it reads these files
+        # and writes its database, and that user cannot enter pytest's private temporary
+        # directories (until 2026-12-04 every save failed: "Error saving in-memory
+        # database ... Permission denied"). Ignored when not started as root.
+        lines.append("user root")
         return "".join(f"{line}\n" for line in lines)
 
     def command(self) -> list[str]:

@@ -48,3 +48,36 @@ def test_mosquitto_carries_qos1_and_restarts(mosquitto: MosquittoServer) -> None
     mosquitto.stop()
     mosquitto.start()
     assert mosquitto.ready()
+
+
+def test_mosquitto_keeps_a_persistent_session_across_a_restart(mosquitto: MosquittoServer) -> None:
+    """A QoS 1 message queued for an offline persistent session is delivered after the broker
+    restarts: the fixture's persistence works (the broker can write its database)."""
+    subscribed: list[int] = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-keep", clean_session=False)
+    sub.on_subscribe = lambda c, u, mid, codes, p: subscribed.append(mid)
+    sub.connect(mosquitto.host, mosquitto.port)
+    sub.loop_start()
+    sub.subscribe("t/#", qos=1)
+    wait_until(lambda: subscribed, timeout=5, what="the SUBACK")
+    sub.loop_stop()
+    sub.disconnect()
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-pub2")
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    pub.publish("t/kept", b"queued", qos=1).wait_for_publish(5)
+    pub.loop_stop()
+    pub.disconnect()
+    mosquitto.stop()  # SIGTERM: Mosquitto saves its database on the way out
+    assert "Error saving" not in mosquitto.log.read_text()
+    mosquitto.start()
+    got: list[bytes] = []
+    again = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-keep", clean_session=False)
+    again.on_message = lambda c, u, m: got.append(m.payload)
+    again.connect(mosquitto.host, mosquitto.port)
+    again.loop_start()
+    try:
+        wait_until(lambda: got == [b"queued"], timeout=5, what="the queued message")
+    finally:
+        again.loop_stop()
+        again.disconnect()

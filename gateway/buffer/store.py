@@ -19,14 +19,10 @@ lets them read while the writer commits).
 from __future__ import annotations
 
 import asyncio
-import operator
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-
-from prometheus_client import Counter as CounterSeries
 
 from gateway.buffer.jobs import Outcome, WriteJob
 from gateway.buffer.rows import (
@@ -35,17 +31,17 @@ from gateway.buffer.rows import (
     EventRow,
     QuarantineEntry,
     ReadingRow,
-    ReadingValues,
     Reference,
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
+from gateway.buffer.tally import CommitTally
 from gateway.buffer.writer import BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import get_logger
 from gateway.metrics import Metrics
-from gateway.model import Event, Quality, Reading, TimeSource, rows_of
+from gateway.model import Event, Reading, rows_of
 
 log = get_logger("buffer")
 
@@ -76,39 +72,6 @@ def _read_batch(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
     return Batch(readings, events, upper)
 
 
-_QUALITY = operator.itemgetter(8)
-_CONCENTRATOR = TimeSource.CONCENTRATOR.value
-
-
-class _Counts:
-    """The per-commit counters, each labelled series looked up once: prometheus_client's
-    ``labels()`` (a lock, a tuple of strings, a dict) costs more per job than the
-    readings' own checks."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._flagged = metrics.readings_flagged
-        self._by_bits: dict[int, list[CounterSeries]] = {}
-        self.accepted = {
-            origin: metrics.readings_accepted.labels(origin=origin)
-            for origin in ("concentrator", "poll")
-        }
-
-    def flags(self, rows: Sequence[ReadingValues]) -> None:
-        """Add the readings' quality flags to ``readings_flagged``, tallied per distinct
-        combination first: a batch often carries the same flag on every reading."""
-        tally = Counter(map(_QUALITY, rows))
-        for bits, n in tally.items():
-            if not bits:
-                continue
-            series = self._by_bits.get(bits)
-            if series is None:
-                series = self._by_bits[bits] = [
-                    self._flagged.labels(flag=name) for name in Quality(bits).names()
-                ]
-            for one in series:
-                one.inc(n)
-
-
 class Buffer(Lifecycle):
     """The durable store every reading passes through. Use :meth:`open`.
 
@@ -128,7 +91,7 @@ class Buffer(Lifecycle):
         self._pool = pool
         self._config = config
         self._metrics = metrics
-        self._counts = _Counts(metrics)
+        self._tally = CommitTally(metrics)
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[WriteJob, asyncio.Future[WriteJob]]] = []
         self._pending_size = 0
@@ -304,7 +267,7 @@ class Buffer(Lifecycle):
                         self._pool, self._writer.apply, [refused]
                     )
                     job.outcome, job.reason = Outcome.REJECTED, refused.quarantine[0].reason
-                    self._count(refused)
+                    self._tally.job(refused)
                     log.error(
                         "write_job_refused",
                         origin=job.origin,
@@ -336,20 +299,13 @@ class Buffer(Lifecycle):
         self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]], dropped: int, started: float
     ) -> None:
         self.healthy = True
-        m = self._metrics
-        m.buffer_commit_seconds.observe(time.perf_counter() - started)
         for job, fut in group:
-            self._count(job)
+            self._tally.job(job)
             if not fut.done():
                 fut.set_result(job)
         if dropped:
             self._cap_dropped(dropped)
-        m.buffer_rows.set(self._writer.rows)
-        head = self._writer.head_seq
-        for sink, cursor in self._writer.cursors.items():
-            m.buffer_depth.labels(sink=sink).set(
-                max(0, head - max(cursor, self._writer.oldest_seq - 1))
-            )
+        self._tally.committed(self._writer, time.perf_counter() - started)
         self._new_data.set()
         self._new_data = asyncio.Event()
 
@@ -358,22 +314,6 @@ class Buffer(Lifecycle):
         log.warning(
             "buffer_cap_dropped", path=self.path, rows=rows, max_bytes=self._config.max_bytes
         )
-
-    def _count(self, job: WriteJob) -> None:
-        m = self._metrics
-        for qe in job.quarantine:
-            m.quarantined.labels(origin=qe.origin, reason=qe.kind or "other").inc()
-        if job.outcome is Outcome.DUPLICATE:
-            m.messages_repeated.inc()
-        for e in job.stored_events:
-            m.events.labels(kind=e.kind.value).inc()
-        if job.outcome is not Outcome.ACCEPTED:
-            return
-        rows = job.rows
-        if rows:
-            origin = "concentrator" if rows[0][5] == _CONCENTRATOR else "poll"
-            self._counts.accepted[origin].inc(len(rows))
-            self._counts.flags(rows)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``metergw check-config FILE``: validate a config file without touching anything."""
+"""``metergw check-config FILE`` (or ``-c FILE``): validate a config, touching nothing."""
 
 from __future__ import annotations
 
@@ -14,12 +14,22 @@ EXIT_CONFIG = 2
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="the TOML config file")
+    p.add_argument("file", nargs="?", help="the TOML config file")
+    # Every other command takes its config as ``-c FILE``: so does this one.
+    p.add_argument("-c", "--config", metavar="FILE", help="the same, as the other commands take it")
 
 
 def run(args: argparse.Namespace) -> int:
     from gateway.config import check_config_file
 
+    given = {f for f in (args.file, args.config) if f is not None}
+    if len(given) != 1:
+        print(
+            "metergw check-config: name one config file: check-config FILE or -c FILE",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    args.file = given.pop()
     checked = check_config_file(args.file)
     for problem in (*checked.problems, *checked.warnings):
         print(problem, file=sys.stderr)

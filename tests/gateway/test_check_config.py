@@ -139,6 +139,17 @@ def test_check_config_prints_every_problem_and_exits_2(
     assert all(line.startswith(f"{f}: ") for line in lines)
     assert main(["run", "-c", str(f)]) == 2  # the daemon refuses it the same way
     assert capsys.readouterr().err.splitlines() == lines
+    assert main(["check-config", "-c", str(f)]) == 2  # -c FILE, as every other command
+    assert capsys.readouterr().err.splitlines() == lines
+
+
+def test_check_config_wants_one_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text("", encoding="utf-8")
+    for argv in (["check-config"], ["check-config", str(f), "-c", str(tmp_path / "b.toml")]):
+        assert main(argv) == 2
+        assert "name one config file" in capsys.readouterr().err
+    assert main(["check-config", str(f), "-c", str(f)]) == 0  # the same file twice is one
 
 
 def test_warnings_do_not_fail_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -31,7 +31,12 @@ MODULES: dict[str, list[str]] = {
     "protocols/dlt645/bcd.py": ["tests/protocols/dlt645"],
     "protocols/dlt645/frame.py": ["tests/protocols/dlt645"],
     "gateway/validate.py": ["tests/gateway/test_validate.py"],
-    "gateway/ingest/decode.py": ["tests/gateway/ingest/test_decode.py"],
+    "gateway/ingest/decode.py": [
+        "tests/gateway/ingest/test_decode.py",
+        "tests/gateway/ingest/test_decode_bounds.py",
+        "tests/gateway/ingest/test_decode_job.py",
+        "tests/gateway/ingest/test_decode_values.py",
+    ],
 }
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY_DIR = ROOT / "var" / "mutation"

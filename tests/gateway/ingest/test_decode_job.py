@@ -72,6 +72,48 @@ def test_window_edges_are_inside() -> None:
     assert WINDOW.why_not(hi) is None
 
 
+@pytest.fixture
+def splits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many readings each call of the window split was given (it should run only when
+    a reading is outside the window: on a clean message it is wasted work per message)."""
+    calls: list[int] = []
+    split = decode._split
+
+    def counting(d: decode.Decoded, window: TimeWindow) -> decode.Decoded:
+        calls.append(len(d.rows))
+        return split(d, window)
+
+    monkeypatch.setattr(decode, "_split", counting)
+    return calls
+
+
+def lax(raw: bytes) -> bytes:
+    """The same message with its seq as a string: only the schema model takes that."""
+    return raw.replace(b'"seq":9', b'"seq":"9"')
+
+
+@pytest.mark.parametrize("form", [bytes, lax], ids=["lean", "model"])
+def test_the_window_split_runs_only_when_a_reading_is_outside(
+    splits: list[int], form: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lean checker finds outside readings as it goes and splits only then; the model's
+    # path (lax payloads, rare) splits whenever there is a window.
+    inside = [] if form is bytes else [2]
+    model = []
+    real_parse = decode.parse_readings
+    monkeypatch.setattr(decode, "parse_readings", lambda raw: model.append(1) or real_parse(raw))
+    lo, hi = WINDOW.min_ms, WINDOW.max_ms
+    d = decode_message(TOPIC, form(message(lo, hi)), 5, window=WINDOW)  # both edges inside
+    assert (len(d.rows), d.refused, splits) == (2, [], inside)
+    d = decode_message(TOPIC, form(message(lo, hi)), 5)  # no window at all
+    assert (len(d.rows), splits) == (2, inside)
+    d = decode_message(TOPIC, form(message(lo, lo - 1, hi + 1)), 5, window=WINDOW)
+    assert [r[4] for r in d.rows] == [lo]
+    assert [row[4] for row, _ in d.refused] == [lo - 1, hi + 1]
+    assert splits == [*inside, 3]
+    assert len(model) == (3 if form is lax else 0)  # the path the case is about did run
+
+
 def test_a_window_that_refuses_nothing_leaves_the_message_as_it_was() -> None:
     raw = message(T0, T0 + 1)
     d = decode_message(TOPIC, raw, 5, window=WINDOW)

@@ -3,9 +3,9 @@
 paho-mqtt 2.x is used directly because aiomqtt does not expose manual
 acknowledgement. Its network loop runs in paho's own thread (``loop_start``):
 that thread reads the socket, keeps the session alive and reconnects with
-backoff, independent of how busy the event loop is. Each message is handed
-to the event loop in batches (one ``call_soon_threadsafe`` per batch); decoding, the buffer submit
-and the acknowledgement happen there. ``Client.ack`` only queues a PUBACK
+backoff, independent of how busy the event loop is. Messages are handed to
+the event loop in batches (:mod:`gateway.ingest.handoff`); decoding, the buffer
+submit and the acknowledgement happen there. ``Client.ack`` only queues a PUBACK
 packet under paho's own lock and wakes its loop through paho's socket pair
 (the same path a publish from another thread takes), so calling it from the
 event loop thread is safe.
@@ -30,7 +30,6 @@ import asyncio
 import bisect
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ from gateway.config.northbound import IngestConfig
 from gateway.config.security import client_ssl_context
 from gateway.gaps.network import SeqGaps
 from gateway.ingest.decode import TimeWindow, decode_message, message_job, reason_kind
+from gateway.ingest.handoff import Handoff
 from gateway.ingest.login import BrokerLogin
 from gateway.ingest.sequence import FollowUp, SeqPlan, SequenceTracker
 from gateway.ingest.window import Window
@@ -176,29 +176,19 @@ class ConcentratorIngest:
             if not answered[0]:
                 loop.call_soon_threadsafe(self._login.closed_before_connack)
 
-        # Messages reach the event loop in batches: one wake-up (a write to the loop's
-        # self-pipe, which lets go of the GIL) per batch instead of per message, whose
-        # cost and lost switch intervals capped one-reading messages (bench phase a).
-        # ``draining`` is cleared before a batch is taken, so a message appended after
-        # that schedules the next batch itself: none waits for a wake-up that never comes.
-        arrivals: deque[tuple[str, bytes, int, int, int]] = deque()
-        draining = [False]
-
-        def take_arrivals() -> None:
-            draining[0] = False
-            while arrivals:
-                self._on_message(*arrivals.popleft())
+        def window_gauges() -> None:
             self._metrics.ingest_window_messages.set(self._window.messages)
             self._metrics.ingest_window_bytes.set(self._window.bytes)
+
+        arrivals: Handoff[tuple[str, bytes, int, int, int]] = Handoff(
+            loop, lambda a: self._on_message(*a), window_gauges
+        )
 
         def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
             payload = m.payload if isinstance(m.payload, bytes) else bytes(m.payload)
             if not self._window.take(len(payload), lambda: self._stopping):
                 return  # stopping: unacknowledged, the broker sends it again
-            arrivals.append((m.topic, payload, m.mid, m.qos, self._generation))
-            if not draining[0]:
-                draining[0] = True
-                loop.call_soon_threadsafe(take_arrivals)
+            arrivals.put((m.topic, payload, m.mid, m.qos, self._generation))
 
         c.on_pre_connect = on_pre_connect
         c.on_connect = on_connect

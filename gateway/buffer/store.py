@@ -380,7 +380,7 @@ class Buffer(Lifecycle):
         sinks = {
             sink: SinkStats(
                 cursor=cursor,
-                depth=max(0, w.head_seq - max(cursor, w.oldest_seq - 1)),
+                depth=w.behind(cursor),
                 oldest_unsent_ms=self._oldest_unsent.get(sink),
             )
             for sink, cursor in w.cursors.items()

@@ -72,6 +72,5 @@ class CommitTally:
         m = self._metrics
         m.buffer_commit_seconds.observe(seconds)
         m.buffer_rows.set(writer.rows)
-        head = writer.head_seq
         for sink, cursor in writer.cursors.items():
-            m.buffer_depth.labels(sink=sink).set(max(0, head - max(cursor, writer.oldest_seq - 1)))
+            m.buffer_depth.labels(sink=sink).set(writer.behind(cursor))

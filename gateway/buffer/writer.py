@@ -276,6 +276,12 @@ class BufferWriter:
 
     # -- sinks -------------------------------------------------------------------------
 
+    def behind(self, cursor: int, upto: int | None = None) -> int:
+        """Rows a sink at ``cursor`` has still to send up to ``upto`` (the head), counting
+        only rows still held: the cap may have dropped the oldest."""
+        head = self.head_seq if upto is None else upto
+        return max(0, head - max(cursor, self.oldest_seq - 1))
+
     def register_sink(self, sink: str) -> int:
         """Give ``sink`` a cursor (a new sink starts at the oldest row held)."""
         if sink not in self.cursors:
@@ -378,7 +384,7 @@ class BufferWriter:
             "SELECT seq FROM readings ORDER BY seq LIMIT 1 OFFSET ?", (k - 1,)
         ).fetchone()
         upto = int(row[0]) if row else self.head_seq
-        behind = {s: max(0, upto - max(c, self.oldest_seq - 1)) for s, c in self.cursors.items()}
+        behind = {s: self.behind(c, upto) for s, c in self.cursors.items()}
         event = Event(
             EventKind.BUFFER_CAP_DROPPED,
             _now_ms(),

@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    args.file = given.pop()
-    checked = check_config_file(args.file)
+    (file,) = given
+    checked = check_config_file(file)
     for problem in (*checked.problems, *checked.warnings):
         print(problem, file=sys.stderr)
     cfg = checked.config
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     sinks = [name if name in on else f"{name} (disabled)" for name in cfg.sinks.names()]
     warned = f", {len(checked.warnings)} warning(s)" if checked.warnings else ""
     print(
-        f"{args.file}: ok: gateway {cfg.gateway.name!r}, {len(cfg.buses)} buses, "
+        f"{file}: ok: gateway {cfg.gateway.name!r}, {len(cfg.buses)} buses, "
         f"{meters} meters, {len(cfg.poll_groups)} poll groups, "
         f"ingest {'on' if cfg.ingest else 'off'}, sinks {', '.join(sinks) or 'none'}{warned}"
     )

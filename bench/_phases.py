@@ -59,8 +59,12 @@ def stream(
     try:
         for g in gws:
             wait_for(g.answering, 60, f"{g.name} to start", 0.1)
-        cpu0 = {"broker": cpu_seconds(broker.pid), "tsdb": cpu_seconds(vm.pid)}
-        cpu0.update((g.name, cpu_seconds(g.pid)) for g in gws)
+
+        def cpu_now() -> dict[str, float]:
+            pids = {"broker": broker.pid, "tsdb": vm.pid} | {g.name: g.pid for g in gws}
+            return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+        cpu0 = cpu_now()
         pub = start_publisher(
             broker, first, count, 0, "--meters", str(meters), "--points", str(points),
             "--hostile-every", str(hostile_every),
@@ -71,10 +75,8 @@ def stream(
         except Stalled as exc:
             pub.kill()
             raise Stalled(f"{exc}; log: {gws[0].tail()}") from None
-        cpu = {"broker": cpu_seconds(broker.pid), "tsdb": cpu_seconds(vm.pid)}
-        cpu.update((g.name, cpu_seconds(g.pid)) for g in gws)
+        cpu = {k: v - cpu0[k] for k, v in cpu_now().items()}
         published = publisher_result(pub)
-        cpu = {k: v - cpu0[k] for k, v in cpu.items()}
         cpu["publisher"] = published.get("cpu_s", 0.0)
         t0 = published["started"]  # the first publish, not the publisher's start-up
         rss = max(peak_rss_mb(g.pid) for g in gws)

@@ -31,8 +31,9 @@ GapRow = tuple[
 expected, recovered, missing, updated_ms, todo_from_ms, todo_to_ms, meter_start_ms,
 meter_end_ms, settled, bus, reason)`` (see :class:`gateway.gaps.GapRecord`)."""
 
-EventRow = tuple[int, str, int, str, str, str]
-"""``(seq, kind, ts_ms, subject, reason, detail_json)``."""
+EventRow = tuple[int, str, int, str, str, bytes]
+"""``(seq, kind, ts_ms, subject, reason, detail_json)``; the detail is JSON as bytes (stored
+as a BLOB, read back as the same bytes)."""
 
 READING_COLUMNS = (
     "seq",

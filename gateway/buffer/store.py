@@ -35,8 +35,9 @@ from gateway.buffer.rows import (
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
+from gateway.buffer.tail import Tail
 from gateway.buffer.tally import CommitTally
-from gateway.buffer.writer import BufferWriter, JobDataError
+from gateway.buffer.writer import Applied, BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
 from gateway.lifecycle import Lifecycle
 from gateway.logs import get_logger
@@ -102,6 +103,9 @@ class Buffer(Lifecycle):
         """False after a failed commit, until the next commit succeeds."""
         self._readers: dict[str, sqlite3.Connection] = {}
         self._oldest_unsent: dict[str, int | None] = {}
+        self._tail = Tail(writer.head_seq)
+        self._read_upto: dict[str, int] = {}
+        """Sink -> the last sequence it read (what the tail may forget once all have)."""
         self._committer = asyncio.create_task(self._commit_loop(), name="buffer-committer")
         self._committer.add_done_callback(self._committer_ended)
         metrics.buffer_rows.set(writer.rows)
@@ -231,39 +235,34 @@ class Buffer(Lifecycle):
         jobs = [job for job, _ in group]
         started = time.perf_counter()
         try:
-            dropped = await self._loop.run_in_executor(self._pool, self._writer.apply, jobs)
+            applied = await self._loop.run_in_executor(self._pool, self._writer.apply, jobs)
         except JobDataError as exc:
             # Something in one job cannot be stored (its content, not the disk): find it by
             # committing the jobs one by one, refuse it, and commit the rest.
             log.warning(
                 "buffer_commit_retried_alone", path=self.path, jobs=len(jobs), error=str(exc)
             )
-            alone = await self._commit_alone(group)
-            if alone is not None and alone:
-                self._cap_dropped(alone)
+            await self._commit_alone(group)
             return
         except Exception as exc:  # the daemon lives on; every caller hears "not accepted"
             self._failed(group, exc)
             return
-        self._committed(group, dropped, started)
+        self._committed(group, applied, started)
 
-    async def _commit_alone(
-        self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]]
-    ) -> int | None:
+    async def _commit_alone(self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]]) -> None:
         """Commit each job of a failed group on its own; a job that fails again is refused:
-        quarantined with the reason, its future resolved as ``REJECTED``. Returns rows the
-        cap dropped, or ``None`` when the store itself failed (every caller was told)."""
-        dropped = 0
+        quarantined with the reason, its future resolved as ``REJECTED``. When the store
+        itself fails, every caller from there on is told."""
         for i, (job, fut) in enumerate(group):
             started = time.perf_counter()
             try:
                 try:
-                    dropped += await self._loop.run_in_executor(
+                    applied = await self._loop.run_in_executor(
                         self._pool, self._writer.apply, [job]
                     )
                 except JobDataError as exc:
                     refused = job.refusal(str(exc))
-                    dropped += await self._loop.run_in_executor(
+                    applied = await self._loop.run_in_executor(
                         self._pool, self._writer.apply, [refused]
                     )
                     job.outcome, job.reason = Outcome.REJECTED, refused.quarantine[0].reason
@@ -276,9 +275,8 @@ class Buffer(Lifecycle):
                     )
             except Exception as exc:
                 self._failed(group[i:], exc)
-                return None
-            self._committed([(job, fut)], 0, started)
-        return dropped
+                return
+            self._committed([(job, fut)], applied, started)
 
     def _failed(
         self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]], exc: Exception
@@ -296,15 +294,24 @@ class Buffer(Lifecycle):
                 fut.set_exception(err)
 
     def _committed(
-        self, group: list[tuple[WriteJob, asyncio.Future[WriteJob]]], dropped: int, started: float
+        self,
+        group: list[tuple[WriteJob, asyncio.Future[WriteJob]]],
+        applied: Applied,
+        started: float,
     ) -> None:
         self.healthy = True
         for job, fut in group:
             self._tally.job(job)
             if not fut.done():
                 fut.set_result(job)
-        if dropped:
-            self._cap_dropped(dropped)
+        tail = self._tail
+        if applied.dropped:
+            # The cap deleted rows the tail may hold, and stored its event after them.
+            tail.clear(self._writer.head_seq)
+            self._cap_dropped(applied.dropped)
+        else:
+            tail.add(applied.first, applied.last, applied.readings, applied.events)
+            tail.trim(self._sink_positions())
         self._tally.committed(self._writer, time.perf_counter() - started)
         self._new_data.set()
         self._new_data = asyncio.Event()
@@ -332,12 +339,23 @@ class Buffer(Lifecycle):
         """Drop ``sink``'s cursor (a sink removed from the config no longer holds rows)."""
         await self._loop.run_in_executor(self._pool, self._writer.forget_sink, sink)
 
+    def _sink_positions(self) -> dict[str, int]:
+        """Registered sink -> the last sequence it read (its cursor before its first read)."""
+        upto = self._read_upto
+        return {s: upto.get(s, c) for s, c in self._writer.cursors.items()}
+
     async def read(self, sink: str, after: int, limit: int) -> Batch:
-        """Up to ``limit`` readings (and the events among them) after sequence ``after``."""
-        conn = self._readers.get(sink)
-        if conn is None:
-            conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
-        batch = await asyncio.to_thread(_read_batch, conn, after, limit)
+        """Up to ``limit`` readings (and the events among them) after sequence ``after``.
+
+        A registered sink that keeps up gets the rows just committed from memory (the
+        tail); everything else is read from the database, with the same result."""
+        batch = self._tail.read(after, limit) if sink in self._writer.cursors else None
+        if batch is None:
+            conn = self._readers.get(sink)
+            if conn is None:
+                conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
+            batch = await asyncio.to_thread(_read_batch, conn, after, limit)
+        self._read_upto[sink] = batch.upto
         self._oldest_unsent[sink] = batch.oldest_received_ms
         return batch
 

@@ -13,11 +13,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
 
 import orjson
 
 from gateway.buffer.jobs import Outcome, WriteJob
-from gateway.buffer.rows import GapRow, Reference
+from gateway.buffer.rows import EventRow, GapRow, ReadingRow, Reference
 from gateway.buffer.schema import BufferError
 from gateway.model import Event, EventKind
 
@@ -97,6 +99,18 @@ class JobDataError(BufferError):
     """Something in a job of the group could not be stored; the store itself is fine."""
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one group commit stored: sequences ``first..last``, exactly these readings
+    and events (as a reader would get them back), and the rows the cap dropped after it."""
+
+    first: int
+    last: int
+    readings: list[ReadingRow]
+    events: list[EventRow]
+    dropped: int = 0
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
@@ -156,8 +170,8 @@ class BufferWriter:
 
     # -- group commit ------------------------------------------------------------------
 
-    def apply(self, jobs: Sequence[WriteJob]) -> int:
-        """Store every job in one transaction; return rows dropped by the cap (0 mostly).
+    def apply(self, jobs: Sequence[WriteJob]) -> Applied:
+        """Store every job in one transaction; return what it stored.
 
         On failure the transaction is rolled back, nothing of the group is stored, and
         :class:`JobDataError` (something in a job could not be stored: the caller retries
@@ -175,13 +189,13 @@ class BufferWriter:
             self._rollback()
             raise BufferError(f"buffer {self.path}: commit failed: {_describe(exc)}") from None
 
-    def _apply(self, jobs: Sequence[WriteJob]) -> int:
-        seq = self.head_seq
+    def _apply(self, jobs: Sequence[WriteJob]) -> Applied:
+        first = seq = self.head_seq
         c = self.conn
-        # Reading columns, flat: row after row of _COLUMNS values (seq first).
-        params: list[object] = []
-        add, add_values = params.append, params.extend
-        event_rows: list[tuple[object, ...]] = []
+        # The rows as a reader gets them back (seq first); the forwarders' tail keeps them.
+        rows: list[ReadingRow] = []
+        add = rows.append
+        event_rows: list[EventRow] = []
         quarantine_rows: list[tuple[object, ...]] = []
         mark_rows: dict[str, tuple[int, int]] = {}
         seen_rows: list[tuple[str, bytes, int]] = []
@@ -208,13 +222,11 @@ class BufferWriter:
                     mark_rows[job.mark.gw] = (job.mark.seq, job.mark.ts_ms)
                 for values in job.rows:
                     seq += 1
-                    add(seq)
-                    add_values(values)
+                    add((seq, *values))
             for e in job.stored_events:
                 seq += 1
-                event_rows.append(
-                    (seq, e.kind.value, e.ts_ms, e.subject, e.reason, orjson.dumps(dict(e.detail)))
-                )
+                detail = orjson.dumps(dict(e.detail))
+                event_rows.append((seq, e.kind.value, e.ts_ms, e.subject, e.reason, detail))
             for qe in job.quarantine:
                 quarantine_rows.append(
                     (
@@ -230,8 +242,8 @@ class BufferWriter:
             if job.cursor is not None:
                 sink, upto = job.cursor
                 cursors[sink] = max(cursors.get(sink, upto), upto)
-        if params:
-            _insert_readings(c, params)
+        if rows:
+            _insert_readings(c, list(chain.from_iterable(rows)))
         if event_rows:
             c.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", event_rows)
         if quarantine_rows:
@@ -262,12 +274,13 @@ class BufferWriter:
         self.marks.update(mark_rows)
         self.cursors = cursors
         self.repeats += repeats
-        self.rows += len(params) // _COLUMNS + len(event_rows)
+        self.rows += len(rows) + len(event_rows)
         self.quarantined += len(quarantine_rows)
         self.commits += 1
+        dropped = 0
         if time.monotonic() - self._last_maintain >= MAINTAIN_EVERY_S:
-            return self.maintain()
-        return 0
+            dropped = self.maintain()
+        return Applied(first + 1, seq, rows, event_rows, dropped)
 
     def _rollback(self) -> None:
         # No transaction may be open when the BEGIN itself failed.

@@ -106,6 +106,8 @@ class Buffer(Lifecycle):
         self._tail = Tail(writer.head_seq)
         self._read_upto: dict[str, int] = {}
         """Sink -> the last sequence it read (what the tail may forget once all have)."""
+        self._stalled: set[str] = set()
+        """Sinks whose last write failed: the tail keeps nothing for them."""
         self._committer = asyncio.create_task(self._commit_loop(), name="buffer-committer")
         self._committer.add_done_callback(self._committer_ended)
         metrics.buffer_rows.set(writer.rows)
@@ -340,9 +342,16 @@ class Buffer(Lifecycle):
         await self._loop.run_in_executor(self._pool, self._writer.forget_sink, sink)
 
     def _sink_positions(self) -> dict[str, int]:
-        """Registered sink -> the last sequence it read (its cursor before its first read)."""
-        upto = self._read_upto
-        return {s: upto.get(s, c) for s, c in self._writer.cursors.items()}
+        """Registered sink -> the last sequence it read (its cursor before its first read),
+        for the sinks that are not stalled."""
+        upto, stalled = self._read_upto, self._stalled
+        return {s: upto.get(s, c) for s, c in self._writer.cursors.items() if s not in stalled}
+
+    def stalled(self, sink: str) -> None:
+        """``sink``'s write failed: keep no rows in memory for it until it reads again (a
+        sink that is down would otherwise hold the tail at its bound for nothing)."""
+        self._stalled.add(sink)
+        self._tail.trim(self._sink_positions())
 
     async def read(self, sink: str, after: int, limit: int) -> Batch:
         """Up to ``limit`` readings (and the events among them) after sequence ``after``.
@@ -356,6 +365,7 @@ class Buffer(Lifecycle):
                 conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
             batch = await asyncio.to_thread(_read_batch, conn, after, limit)
         self._read_upto[sink] = batch.upto
+        self._stalled.discard(sink)
         self._oldest_unsent[sink] = batch.oldest_received_ms
         return batch
 

@@ -129,6 +129,8 @@ class Forwarder:
                 log.error("sink_auth_failed", sink=sink.name, error=str(exc))
                 if not alarmed:
                     alarmed = await self._alarm(str(exc))
+                if first_try:
+                    self._buf.stalled(sink.name)
                 first_try = False
                 await asyncio.sleep(self._auth_retry)
                 continue
@@ -154,6 +156,8 @@ class Forwarder:
                 self.delivered += result.accepted
                 self._sink_up = first_try
                 return result
+            if first_try:
+                self._buf.stalled(sink.name)
             first_try = False
             await asyncio.sleep(wait * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._retry_max)

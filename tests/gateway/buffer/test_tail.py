@@ -249,3 +249,21 @@ async def test_the_cap_empties_the_tail_so_no_dropped_row_is_served(
     assert kinds == ["buffer_cap_dropped"]
     assert got.readings[0][0] > buf.stats().dropped  # the oldest rows are gone
     assert got.upto == buf.head_seq
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_sink_holds_no_rows_until_it_reads_again(tmp_path: Path) -> None:
+    async with await Buffer.open(str(tmp_path / "b.sqlite"), CFG, Metrics()) as buf:
+        await buf.register_sink("influx")
+        await buf.accept([reading(k) for k in range(10)])
+        got = await buf.read("influx", 0, 5)
+        assert len(buf._tail) == 10
+        buf.stalled("influx")  # its write of 1..5 failed
+        assert len(buf._tail) == 0
+        await buf.accept([reading(k) for k in range(10, 20)])
+        assert len(buf._tail) == 0
+        got = await buf.read("influx", got.upto, 100)  # it works again: 6..20 from disk
+        assert got.upto == 20
+        await buf.accept([reading(20)])
+        assert len(buf._tail) == 1
+        assert buf._tail.read(20, 100) is not None

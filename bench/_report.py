@@ -17,6 +17,27 @@ def _n(v: Any) -> str:
 def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
 
+    def cores_rows(r: dict[str, Any]) -> None:
+        c = r.get("cores", {})
+        if "all_busy_readings_per_s" in c:
+            rows.append(
+                (
+                    f"  all {c['cores']} cores busy at",
+                    f"{_n(c['all_busy_readings_per_s'])} readings/s "
+                    f"({c['share_of_all_busy']:.0%} reached)",
+                    "",
+                )
+            )
+        if "best_possible_readings_per_s" in c:
+            rows.append(
+                (
+                    "  best possible here (bare insert)",
+                    f"{_n(c['best_possible_readings_per_s'])} readings/s "
+                    f"= {c['best_possible_share_of_tightest']:.0%} of tightest",
+                    "",
+                )
+            )
+
     def ceiling_rows(r: dict[str, Any]) -> None:
         for stage, c in r.get("ceilings", {}).items():
             rows.append((f"  ceiling: {stage}", f"{_n(c['readings_per_s'])} readings/s", ""))
@@ -48,6 +69,7 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
         ceiling_rows(r)
+        cores_rows(r)
         rows.append(
             (
                 "  lost / undelivered / listed twice",

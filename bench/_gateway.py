@@ -98,14 +98,18 @@ class Gateway:
         return True
 
     def metrics(self) -> dict[str, float]:
-        """Readings committed, payloads rejected, repeats, quarantined (0 before it answers)."""
+        """Readings committed, payloads rejected, repeats, quarantined, and the sink's batches
+        read from memory and from disk (0 before it answers)."""
         if self.proc is None or self.proc.poll() is not None:
             raise Stalled(f"{self.name} exited: {self.tail()}")
         try:
             s = scrape(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2)
         except OSError:
             return {"accepted": 0.0, "rejected": 0.0, "repeated": 0.0, "quarantined": 0.0}
+        reads = "metergw_buffer_reads_total"
         return {
+            "reads_memory": total(s, reads, source="memory") or 0.0,
+            "reads_disk": total(s, reads, source="disk") or 0.0,
             "accepted": total(s, "metergw_readings_accepted_total", origin="concentrator") or 0.0,
             "rejected": total(s, "metergw_payloads_rejected_total") or 0.0,
             "repeated": total(s, "metergw_messages_repeated_total") or 0.0,

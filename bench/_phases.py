@@ -102,6 +102,11 @@ def stream(
         "cpu_ms_per_1k_readings": {k: round(v / readings * 1e6, 1) for k, v in cpu.items()},
         "payloads_rejected": int(sum(m["rejected"] for m in seen)),
         "quarantined": int(sum(m["quarantined"] for m in seen)),
+        # Sink batches answered from the rows just committed, and read back from disk.
+        "sink_batches": {
+            "from_memory": int(sum(m.get("reads_memory", 0) for m in seen)),
+            "from_disk": int(sum(m.get("reads_disk", 0) for m in seen)),
+        },
         "count": ledger.summary(),
     }
 

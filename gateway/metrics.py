@@ -139,6 +139,12 @@ class Metrics:
         self.buffer_depth = Gauge(
             "metergw_buffer_depth", "Rows not yet delivered, per sink", ["sink"], registry=r
         )
+        self.buffer_reads = Counter(
+            "metergw_buffer_reads",
+            "Batches read for a sink: from memory (rows just committed) or from disk",
+            ["sink", "source"],
+            registry=r,
+        )
         # Northbound: sinks.
         self.sink_write_seconds = Histogram(
             "metergw_sink_write_seconds",

@@ -358,12 +358,17 @@ class Buffer(Lifecycle):
 
         A registered sink that keeps up gets the rows just committed from memory (the
         tail); everything else is read from the database, with the same result."""
-        batch = self._tail.read(after, limit) if sink in self._writer.cursors else None
+        registered = sink in self._writer.cursors
+        batch = self._tail.read(after, limit) if registered else None
         if batch is None:
             conn = self._readers.get(sink)
             if conn is None:
                 conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
             batch = await asyncio.to_thread(_read_batch, conn, after, limit)
+            if registered:
+                self._metrics.buffer_reads.labels(sink=sink, source="disk").inc()
+        else:
+            self._metrics.buffer_reads.labels(sink=sink, source="memory").inc()
         self._read_upto[sink] = batch.upto
         self._stalled.discard(sink)
         self._oldest_unsent[sink] = batch.oldest_received_ms

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.errors import DeviceError, DriverError, FrameError, LinkError, Timeout
 from gateway.buffer import JobStore
@@ -90,6 +91,11 @@ class BusWorker:
         self.store = store
         self.metrics = metrics
         self.on_change = on_change
+        """Told when a meter's state may have changed (recounts the meters gauge)."""
+        self._told = 0.0
+        self._series: dict[tuple[str, str], Any] = {}
+        """This bus's labelled metric series, made at first use (labels() costs a lock
+        and a lookup, and the poll loop counts several per poll)."""
         self.health = BusHealth(cfg.name)
         self.utilisation = Utilisation()
         self._demand: deque[_Demand] = deque()
@@ -326,7 +332,8 @@ class BusWorker:
         t0 = time.monotonic()
         demand = keys is not None
         due_groups = []
-        retry = self.health.state == "fault" or meter.health.state is MeterState.OFFLINE
+        was = meter.health.state
+        retry = self.health.state == "fault" or was is MeterState.OFFLINE
         if keys is None:
             due_groups = [g for g in meter.groups if retry or g.next_due <= start]
             keys = tuple(dict.fromkeys(k for g in due_groups for k in g.keys))
@@ -353,17 +360,28 @@ class BusWorker:
         cycle = self._cycle_seconds(end - t0)
         events += self.book.served(meter, due_groups, start, cycle)
         self._polls_since_slice += 1
-        self.metrics.polls.labels(self.name, _result_label(error, result)).inc()
-        self.metrics.poll_seconds.labels(self.name).observe(end - t0)
-        self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio(end))
+        self._series_of("polls", _result_label(error, result)).inc()
+        self._series_of("poll_seconds").observe(end - t0)
+        self._series_of("bus_utilisation").set(self.utilisation.ratio(end))
         if readings or events:
             stored = await self.book.submit(meter, due_groups, readings, events, start_ms)
             if demand:  # the caller hears of the readings once they are stored
                 await asyncio.shield(stored)
-        self.on_change()
+        if meter.health.state is not was or end - self._told >= 1.0:
+            self._told = end  # at once for this meter, and at least every second
+            self.on_change()
         if error is not None and demand:
             raise error
         return readings
+
+    def _series_of(self, metric: str, label: str = "") -> Any:
+        """``metrics.<metric>.labels(bus[, label])``, cached."""
+        series = self._series.get((metric, label))
+        if series is None:
+            family = getattr(self.metrics, metric)
+            series = family.labels(self.name, label) if label else family.labels(self.name)
+            self._series[(metric, label)] = series
+        return series
 
     def _cycle_seconds(self, last_poll_s: float) -> float:
         """About how long one pass over every polled meter takes (smoothed poll time x
@@ -372,7 +390,7 @@ class BusWorker:
             last_poll_s if self._poll_s is None else 0.9 * self._poll_s + 0.1 * last_poll_s
         )
         cycle = self._poll_s * sum(1 for m in self.meters if m.groups)
-        self.metrics.bus_cycle_seconds.labels(self.name).set(cycle)
+        self._series_of("bus_cycle_seconds").set(cycle)
         return cycle
 
     async def _answered(

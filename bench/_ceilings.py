@@ -12,11 +12,14 @@ disk, with the same data shapes as the phase measuring metergw:
   (bench/_subscriber.py), same payloads, on a topic no gateway session holds.
 
 Each returns readings per second (messages x readings per message for the broker).
+``with_ceilings`` puts a phase's figure against them, and against what the machine's
+cores allow (``cores_bound``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -136,3 +139,47 @@ def tightest(ceilings: dict[str, dict[str, Any]]) -> tuple[str, float]:
     """(stage, readings/s) of the lowest ceiling."""
     name = min(ceilings, key=lambda k: ceilings[k]["readings_per_s"])
     return name, float(ceilings[name]["readings_per_s"])
+
+
+def with_ceilings(result: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
+    """A phase's ``result`` with its stage ceilings, its share of the tightest, and the
+    cores' bound."""
+    stage, limit = tightest(stages)
+    return {
+        **result,
+        "ceilings": stages,
+        "tightest_stage": stage,
+        "share_of_tightest": round(result["end_to_end_readings_per_s"] / limit, 3),
+        "cores": cores_bound(result, stages, limit),
+    }
+
+
+NOT_GATEWAY = ("broker", "tsdb", "publisher")
+
+
+def cores_bound(result: dict[str, Any], stages: dict[str, Any], limit: float) -> dict[str, Any]:
+    """What this machine's cores allow, from the CPU each process spent per reading.
+
+    The stage ceilings are measured one stage at a time with the machine to itself; in
+    the pipeline every process shares the same cores. ``all_busy`` is the rate at which
+    the cores would be full at the CPU per reading measured (so the share reached says
+    how much of the machine the run used). ``best_possible`` is the rate if the gateway
+    did nothing but the ceiling's bare SQLite insert, and the broker, the TSDB and the
+    publisher spent what they spent here: an upper bound for any gateway on this box.
+    """
+    cores = os.cpu_count() or 1
+    us = result["cpu_ms_per_1k_readings"]  # ms per 1,000 readings = us per reading
+    total = sum(us.values())
+    others = sum(v for k, v in us.items() if k in NOT_GATEWAY)
+    out: dict[str, Any] = {"cores": cores}
+    if total > 0:
+        out["all_busy_readings_per_s"] = round(cores * 1e6 / total)
+        out["share_of_all_busy"] = round(
+            result["end_to_end_readings_per_s"] / out["all_busy_readings_per_s"], 3
+        )
+    sqlite = stages.get("sqlite_group_commit")
+    if sqlite is not None and sqlite["readings_per_s"] > 0:
+        best = cores * 1e6 / (others + 1e6 / sqlite["readings_per_s"])
+        out["best_possible_readings_per_s"] = round(best)
+        out["best_possible_share_of_tightest"] = round(best / limit, 3)
+    return out

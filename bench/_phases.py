@@ -130,48 +130,6 @@ def keep_evidence(ledger: Ledger, gws: list[Gateway]) -> None:
     print(f"readings lost: evidence kept in {where}", flush=True)
 
 
-def with_ceilings(result: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
-    stage, limit = ceilings.tightest(stages)
-    return {
-        **result,
-        "ceilings": stages,
-        "tightest_stage": stage,
-        "share_of_tightest": round(result["end_to_end_readings_per_s"] / limit, 3),
-        "cores": cores_bound(result, stages, limit),
-    }
-
-
-NOT_GATEWAY = ("broker", "tsdb", "publisher")
-
-
-def cores_bound(result: dict[str, Any], stages: dict[str, Any], tightest: float) -> dict[str, Any]:
-    """What this machine's cores allow, from the CPU each process spent per reading.
-
-    The stage ceilings are measured one stage at a time with the machine to itself; in
-    the pipeline every process shares the same cores. ``all_busy`` is the rate at which
-    the cores would be full at the CPU per reading measured (so the share reached says
-    how much of the machine the run used). ``best_possible`` is the rate if the gateway
-    did nothing but the ceiling's bare SQLite insert, and the broker, the TSDB and the
-    publisher spent what they spent here: an upper bound for any gateway on this box.
-    """
-    cores = os.cpu_count() or 1
-    us = result["cpu_ms_per_1k_readings"]  # ms per 1,000 readings = us per reading
-    total = sum(us.values())
-    others = sum(v for k, v in us.items() if k in NOT_GATEWAY)
-    out: dict[str, Any] = {"cores": cores}
-    if total > 0:
-        out["all_busy_readings_per_s"] = round(cores * 1e6 / total)
-        out["share_of_all_busy"] = round(
-            result["end_to_end_readings_per_s"] / out["all_busy_readings_per_s"], 3
-        )
-    sqlite = stages.get("sqlite_group_commit")
-    if sqlite is not None and sqlite["readings_per_s"] > 0:
-        best = cores * 1e6 / (others + 1e6 / sqlite["readings_per_s"])
-        out["best_possible_readings_per_s"] = round(best)
-        out["best_possible_share_of_tightest"] = round(best / tightest, 3)
-    return out
-
-
 def phase_stream(
     work: Path,
     name: str,
@@ -186,7 +144,7 @@ def phase_stream(
     meters, points = BY_SHAPE[per_msg]
     stages = {**common, "broker_qos1": ceilings.broker_qos1(broker, count, meters, points)}
     gw = make_gateway(work, name, broker, vm)
-    return with_ceilings(stream([gw], broker, vm, first, count, per_msg), stages)
+    return ceilings.with_ceilings(stream([gw], broker, vm, first, count, per_msg), stages)
 
 
 def phase_hostile(

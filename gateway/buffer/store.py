@@ -25,17 +25,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.buffer.jobs import Outcome, WriteJob
+from gateway.buffer.reads import SinkReads
 from gateway.buffer.rows import (
     Batch,
     BufferStats,
-    EventRow,
     QuarantineEntry,
-    ReadingRow,
     Reference,
     SinkStats,
 )
 from gateway.buffer.schema import BufferError, connect_reader, connect_writer
-from gateway.buffer.tail import Tail
 from gateway.buffer.tally import CommitTally
 from gateway.buffer.writer import Applied, BufferWriter, JobDataError
 from gateway.config.northbound import BufferConfig
@@ -45,32 +43,6 @@ from gateway.metrics import Metrics
 from gateway.model import Event, Reading, rows_of
 
 log = get_logger("buffer")
-
-_READ_READINGS = (
-    "SELECT seq, meter, key, value, unit, ts_ms, ts_source, received_ms, source, quality, "
-    "interval_s FROM readings WHERE seq > ? ORDER BY seq LIMIT ?"
-)
-_READ_EVENTS = (
-    "SELECT seq, kind, ts_ms, subject, reason, detail FROM events "
-    "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
-)
-
-
-def _read_batch(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
-    """Rows after ``after`` from one consistent snapshot (one read transaction)."""
-    conn.execute("BEGIN")
-    try:
-        readings: list[ReadingRow] = conn.execute(_READ_READINGS, (after, limit)).fetchall()
-        upper = readings[-1][0] if len(readings) == limit else 2**63 - 1
-        events: list[EventRow] = conn.execute(_READ_EVENTS, (after, upper, limit)).fetchall()
-    finally:
-        conn.execute("COMMIT")
-    if len(events) == limit and events[-1][0] < upper:
-        upper = events[-1][0]
-        readings = [r for r in readings if r[0] <= upper]
-    if upper == 2**63 - 1:
-        upper = max(readings[-1][0] if readings else after, events[-1][0] if events else after)
-    return Batch(readings, events, upper)
 
 
 class Buffer(Lifecycle):
@@ -101,13 +73,7 @@ class Buffer(Lifecycle):
         self._closing = False
         self.healthy = True
         """False after a failed commit, until the next commit succeeds."""
-        self._readers: dict[str, sqlite3.Connection] = {}
-        self._oldest_unsent: dict[str, int | None] = {}
-        self._tail = Tail(writer.head_seq)
-        self._read_upto: dict[str, int] = {}
-        """Sink -> the last sequence it read (what the tail may forget once all have)."""
-        self._stalled: set[str] = set()
-        """Sinks whose last write failed: the tail keeps nothing for them."""
+        self._reads = SinkReads(writer, metrics)
         self._committer = asyncio.create_task(self._commit_loop(), name="buffer-committer")
         self._committer.add_done_callback(self._committer_ended)
         metrics.buffer_rows.set(writer.rows)
@@ -306,14 +272,9 @@ class Buffer(Lifecycle):
             self._tally.job(job)
             if not fut.done():
                 fut.set_result(job)
-        tail = self._tail
+        self._reads.committed(applied)
         if applied.dropped:
-            # The cap deleted rows the tail may hold, and stored its event after them.
-            tail.clear(self._writer.head_seq)
             self._cap_dropped(applied.dropped)
-        else:
-            tail.add(applied.first, applied.last, applied.readings, applied.events)
-            tail.trim(self._sink_positions())
         self._tally.committed(self._writer, time.perf_counter() - started)
         self._new_data.set()
         self._new_data = asyncio.Event()
@@ -341,38 +302,16 @@ class Buffer(Lifecycle):
         """Drop ``sink``'s cursor (a sink removed from the config no longer holds rows)."""
         await self._loop.run_in_executor(self._pool, self._writer.forget_sink, sink)
 
-    def _sink_positions(self) -> dict[str, int]:
-        """Registered sink -> the last sequence it read (its cursor before its first read),
-        for the sinks that are not stalled."""
-        upto, stalled = self._read_upto, self._stalled
-        return {s: upto.get(s, c) for s, c in self._writer.cursors.items() if s not in stalled}
-
     def stalled(self, sink: str) -> None:
-        """``sink``'s write failed: keep no rows in memory for it until it reads again (a
-        sink that is down would otherwise hold the tail at its bound for nothing)."""
-        self._stalled.add(sink)
-        self._tail.trim(self._sink_positions())
+        """``sink``'s write failed: keep no rows in memory for it until it reads again."""
+        self._reads.stalled(sink)
 
     async def read(self, sink: str, after: int, limit: int) -> Batch:
         """Up to ``limit`` readings (and the events among them) after sequence ``after``.
 
         A registered sink that keeps up gets the rows just committed from memory (the
         tail); everything else is read from the database, with the same result."""
-        registered = sink in self._writer.cursors
-        batch = self._tail.read(after, limit) if registered else None
-        if batch is None:
-            conn = self._readers.get(sink)
-            if conn is None:
-                conn = self._readers[sink] = await asyncio.to_thread(connect_reader, self.path)
-            batch = await asyncio.to_thread(_read_batch, conn, after, limit)
-            if registered:
-                self._metrics.buffer_reads.labels(sink=sink, source="disk").inc()
-        else:
-            self._metrics.buffer_reads.labels(sink=sink, source="memory").inc()
-        self._read_upto[sink] = batch.upto
-        self._stalled.discard(sink)
-        self._oldest_unsent[sink] = batch.oldest_received_ms
-        return batch
+        return await self._reads.read(sink, after, limit)
 
     async def references(self) -> list[Reference]:
         """The validation references kept by earlier runs (see ``WriteJob.refs``)."""
@@ -414,7 +353,7 @@ class Buffer(Lifecycle):
             sink: SinkStats(
                 cursor=cursor,
                 depth=w.behind(cursor),
-                oldest_unsent_ms=self._oldest_unsent.get(sink),
+                oldest_unsent_ms=self._reads.oldest_unsent.get(sink),
             )
             for sink, cursor in w.cursors.items()
         }
@@ -440,8 +379,7 @@ class Buffer(Lifecycle):
             if not self._committer.done():
                 await self._committer
         finally:
-            for conn in self._readers.values():
-                conn.close()
+            self._reads.close()
             await self._loop.run_in_executor(self._pool, self._writer.close)
             self._pool.shutdown(wait=True)
             log.info("buffer_closed", path=self.path)

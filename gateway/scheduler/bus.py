@@ -93,7 +93,7 @@ class BusWorker:
         self.on_change = on_change
         """Told when a meter's state may have changed (recounts the meters gauge)."""
         self._told = 0.0
-        self._series: dict[tuple[str, str], Any] = {}
+        self._series: dict[tuple[Any, str], Any] = {}
         """This bus's labelled metric series, made at first use (labels() costs a lock
         and a lookup, and the poll loop counts several per poll)."""
         self.health = BusHealth(cfg.name)
@@ -207,7 +207,7 @@ class BusWorker:
             await self._backfill_slice()
             return
         if meter is None or delay > 0:
-            self.metrics.bus_utilisation.labels(self.name).set(self.utilisation.ratio())
+            self._series_of(self.metrics.bus_utilisation).set(self.utilisation.ratio())
             await self._sleep(delay)
         elif self.health.state == "fault":
             await self._probe(meter)
@@ -312,7 +312,7 @@ class BusWorker:
             await self.reader.reopen()
         except DriverError as exc:
             self._probe_failed(meter, exc)
-            self.metrics.polls.labels(self.name, "link_error").inc()
+            self._series_of(self.metrics.polls, "link_error").inc()
             return
         await self._poll(meter)
 
@@ -356,13 +356,13 @@ class BusWorker:
         self.utilisation.add(t0, end)
         if retry and self.health.state != "fault" and not demand:
             self.probes.spend(end - t0, end)  # an offline meter's probe (or retry)
-            self.metrics.probes.labels(self.name, "silent" if error else "answered").inc()
+            self._series_of(self.metrics.probes, "silent" if error else "answered").inc()
         cycle = self._cycle_seconds(end - t0)
         events += self.book.served(meter, due_groups, start, cycle)
         self._polls_since_slice += 1
-        self._series_of("polls", _result_label(error, result)).inc()
-        self._series_of("poll_seconds").observe(end - t0)
-        self._series_of("bus_utilisation").set(self.utilisation.ratio(end))
+        self._series_of(self.metrics.polls, _result_label(error, result)).inc()
+        self._series_of(self.metrics.poll_seconds).observe(end - t0)
+        self._series_of(self.metrics.bus_utilisation).set(self.utilisation.ratio(end))
         if readings or events:
             stored = await self.book.submit(meter, due_groups, readings, events, start_ms)
             if demand:  # the caller hears of the readings once they are stored
@@ -374,13 +374,12 @@ class BusWorker:
             raise error
         return readings
 
-    def _series_of(self, metric: str, label: str = "") -> Any:
-        """``metrics.<metric>.labels(bus[, label])``, cached."""
-        series = self._series.get((metric, label))
+    def _series_of(self, family: Any, label: str = "") -> Any:
+        """``family.labels(bus[, label])``, looked up once."""
+        series = self._series.get((family, label))
         if series is None:
-            family = getattr(self.metrics, metric)
             series = family.labels(self.name, label) if label else family.labels(self.name)
-            self._series[(metric, label)] = series
+            self._series[(family, label)] = series
         return series
 
     def _cycle_seconds(self, last_poll_s: float) -> float:
@@ -390,7 +389,7 @@ class BusWorker:
             last_poll_s if self._poll_s is None else 0.9 * self._poll_s + 0.1 * last_poll_s
         )
         cycle = self._poll_s * sum(1 for m in self.meters if m.groups)
-        self._series_of("bus_cycle_seconds").set(cycle)
+        self._series_of(self.metrics.bus_cycle_seconds).set(cycle)
         return cycle
 
     async def _answered(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.buffer import Batch, Buffer, WriteJob
-from gateway.buffer import store as store_module
+from gateway.buffer import reads as reads_module
 from gateway.buffer import tail as tail_module
 from gateway.buffer import writer as writer_module
 from gateway.buffer.schema import connect_reader
@@ -40,13 +40,13 @@ class _DatabaseReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        real = store_module._read_batch
+        real = reads_module._read_batch
 
         def counted(conn: sqlite3.Connection, after: int, limit: int) -> Batch:
             self.calls += 1
             return real(conn, after, limit)
 
-        monkeypatch.setattr(store_module, "_read_batch", counted)
+        monkeypatch.setattr(reads_module, "_read_batch", counted)
 
 
 async def _history(path: str, ops: list[tuple[str, int, int]]) -> int:
@@ -65,9 +65,9 @@ async def _history(path: str, ops: list[tuple[str, int, int]]) -> int:
                 await buf.accept(rows, [event(n)] * b)
             elif kind == "read":
                 sink = SINKS[a % 2]
-                served = buf._tail.read(pos[sink], b) is not None
+                served = buf._reads.tail.read(pos[sink], b) is not None
                 got = await buf.read(sink, pos[sink], b)
-                assert _typed(got) == _typed(store_module._read_batch(check, pos[sink], b))
+                assert _typed(got) == _typed(reads_module._read_batch(check, pos[sink], b))
                 from_tail += served
                 await buf.advance(sink, got.upto)
                 pos[sink] = got.upto
@@ -168,7 +168,7 @@ async def test_a_caught_up_sink_reads_nothing_from_the_database(
             assert [e[0] for e in got.events] == [pos + 11]
             pos = got.upto
         assert reads.calls == 0
-        assert len(buf._tail) <= 11  # what the sink has read is forgotten
+        assert len(buf._reads.tail) <= 11  # what the sink has read is forgotten
 
 
 @pytest.mark.asyncio
@@ -184,12 +184,12 @@ async def test_concentrator_rows_and_events_come_back_as_the_database_gives_them
             await buf.submit(message_job("meters/v1/c1/readings", raw, 1_000 + seq, d))
         job = WriteJob(rows=rows_of([reading(7)]), events=[event(1)])
         await buf.submit(job)
-        from_tail = buf._tail.read(0, 100)
+        from_tail = buf._reads.tail.read(0, 100)
         assert from_tail is not None
         assert len(from_tail.readings) == 25
         check = connect_reader(path)
         try:
-            assert _typed(from_tail) == _typed(store_module._read_batch(check, 0, 100))
+            assert _typed(from_tail) == _typed(reads_module._read_batch(check, 0, 100))
         finally:
             check.close()
 
@@ -205,22 +205,22 @@ async def test_a_sink_behind_the_tail_and_a_reader_not_registered_read_the_datab
         await buf.register_sink("mqtt")
         for i in range(10):
             await buf.accept([reading(20 * i + k) for k in range(20)])
-        assert len(buf._tail) == 0  # nobody could use it: its memory is given back
+        assert len(buf._reads.tail) == 0  # nobody could use it: its memory is given back
         got = await buf.read("influx", 0, 1000)
         assert reads.calls == 1
         assert got.upto == 200
         for i in range(10, 12):
             await buf.accept([reading(20 * i + k) for k in range(20)])
-        assert (buf._tail.lo, buf._tail.hi) == (201, 240)
+        assert (buf._reads.tail.lo, buf._reads.tail.hi) == (201, 240)
         got = await buf.read("influx", 200, 1000)
         assert got.upto == 240
         assert reads.calls == 1
         await buf.accept([reading(240 + k) for k in range(20)])
         # What "influx" read is gone; "mqtt", still at 0 behind the tail, pins nothing.
-        assert (buf._tail.lo, buf._tail.hi) == (241, 260)
+        assert (buf._reads.tail.lo, buf._reads.tail.hi) == (241, 260)
         for i in range(13, 15):  # 40 more rows: "influx" falls more than the bound behind
             await buf.accept([reading(20 * i + k) for k in range(20)])
-        assert len(buf._tail) == 0
+        assert len(buf._reads.tail) == 0
         got = await buf.read("influx", 240, 1000)
         assert got.upto == 300
         assert reads.calls == 2
@@ -244,8 +244,8 @@ async def test_the_cap_empties_the_tail_so_no_dropped_row_is_served(
         while buf.stats().dropped == 0:
             await buf.accept([reading(i + k) for k in range(500)])
             i += 500
-        assert len(buf._tail) == 0
-        assert buf._tail.read(0, 10) is None
+        assert len(buf._reads.tail) == 0
+        assert buf._reads.tail.read(0, 10) is None
         got = await buf.read("influx", 0, 1_000_000)
     kinds = [e[1] for e in got.events]
     assert kinds == ["buffer_cap_dropped"]
@@ -259,13 +259,13 @@ async def test_a_stalled_sink_holds_no_rows_until_it_reads_again(tmp_path: Path)
         await buf.register_sink("influx")
         await buf.accept([reading(k) for k in range(10)])
         got = await buf.read("influx", 0, 5)
-        assert len(buf._tail) == 10
+        assert len(buf._reads.tail) == 10
         buf.stalled("influx")  # its write of 1..5 failed
-        assert len(buf._tail) == 0
+        assert len(buf._reads.tail) == 0
         await buf.accept([reading(k) for k in range(10, 20)])
-        assert len(buf._tail) == 0
+        assert len(buf._reads.tail) == 0
         got = await buf.read("influx", got.upto, 100)  # it works again: 6..20 from disk
         assert got.upto == 20
         await buf.accept([reading(20)])
-        assert len(buf._tail) == 1
-        assert buf._tail.read(20, 100) is not None
+        assert len(buf._reads.tail) == 1
+        assert buf._reads.tail.read(20, 100) is not None

@@ -112,7 +112,7 @@ async def test_tsdb_outage_delays_but_loses_and_repeats_nothing(
             what="failed attempts",
         )
         assert buf.stats().sinks["influx"].depth == 900
-        assert len(buf._tail) == 0  # no rows kept in memory for a sink that is down
+        assert len(buf._reads.tail) == 0  # no rows kept in memory for a sink that is down
         await asyncio.to_thread(victoria_metrics.start)
         await until(lambda: fw.delivered == 1000, what="the backlog")
         await until(lambda: buf.stats().sinks["influx"].depth == 0, what="the cursor")
